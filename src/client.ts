@@ -1,0 +1,379 @@
+/**
+ * The typed client: validate → encode → send and await with one deadline and safe retries → decode →
+ * validate. All calls share one wildcard reply subscription; each call keeps one reply subject and one
+ * id across its attempts, so a late reply to attempt 1 still completes the call during attempt 2.
+ *
+ * @module
+ */
+import { nanoid } from "nanoid";
+import pTimeout from "p-timeout";
+import { type Logger, pino } from "pino";
+import type {
+  AnyContract,
+  AnyMethod,
+  InferRequest,
+  InferResponse,
+  MethodName,
+} from "./contract.js";
+import { RpcError } from "./errors.js";
+import {
+  encodeBody,
+  HEADER_ATTEMPT,
+  HEADER_CALL_ID,
+  HEADER_TIMEOUT,
+  methodSubject,
+} from "./protocol.js";
+import { type ReplyOutcome, readReply } from "./reply.js";
+import { backoffMs, type RetryOptions, type RetryPolicy, resolveRetry } from "./retry.js";
+import { PayloadTooLargeError } from "./transport/errors.js";
+import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
+import { describeIssues, validate } from "./validate.js";
+
+/** Options for {@link createClient}. */
+export interface ClientOptions {
+  /** The bus: {@link natsTransport} or {@link memoryTransport}. */
+  transport: Transport;
+  /**
+   * The whole call's deadline in milliseconds, retries included. Each call may override it.
+   * @default 5000
+   */
+  timeoutMs?: number;
+  /** How calls are retried. Each call may override it. @default { attempts: 3, baseMs: 50, maxMs: 1000 } */
+  retry?: RetryOptions;
+  /** A pino logger; ricochet logs through a child of it. @default a silent logger */
+  logger?: Logger;
+}
+
+/** Options for one call. */
+export interface CallOptions {
+  /** This call's deadline in milliseconds, retries included. @default the client's `timeoutMs` */
+  timeoutMs?: number;
+  /** Aborting it rejects the call at once with `CANCELLED` and stops its retries. */
+  signal?: AbortSignal;
+  /**
+   * The call id, which is also the idempotency key: calls with the same id to the same method run the
+   * handler once on a deduplicating responder. @default a new nanoid, kept across this call's retries
+   */
+  id?: string;
+  /** Overrides the client's retry options for this call. */
+  retry?: RetryOptions;
+  /**
+   * The context of the handler this call is made from (its `ctx`): the call then ends no later than
+   * the parent's deadline and is cancelled with it.
+   */
+  parent?: { readonly deadline: number; readonly signal: AbortSignal };
+  /** Extra headers to send, e.g. for authentication. Names must not clash with ricochet's own. */
+  headers?: Record<string, string>;
+}
+
+/** A typed async function per contract method, plus {@link Client.close}. */
+export type Client<C extends AnyContract> = {
+  readonly [K in MethodName<C>]: (
+    input: InferRequest<C, K>,
+    options?: CallOptions,
+  ) => Promise<InferResponse<C, K>>;
+} & {
+  /** Settles every pending call with `CANCELLED`, then stops listening for replies. Idempotent. */
+  close(): Promise<void>;
+};
+
+/** @internal Counts a test reads to prove that settled calls leave nothing behind. */
+export const CLIENT_INTERNALS = Symbol.for("ricochet.client.internals");
+
+interface PendingCall {
+  settled: boolean;
+  onReply(msg: TransportMessage): void;
+  settle(outcome: ReplyOutcome): void;
+}
+
+/**
+ * Creates a typed client for `contract`. Every call resolves to the method's response or rejects with
+ * {@link RpcError}: `TIMEOUT`, `NO_RESPONDERS`, `INVALID_REQUEST`, `INVALID_RESPONSE`, `CANCELLED`,
+ * `INTERNAL`, `OVERLOADED`, `UNAVAILABLE`, `ID_REUSED`, `PAYLOAD_TOO_LARGE`, or a contract error code.
+ *
+ * @throws TypeError or RangeError for a bad option, naming it.
+ * @example
+ * const client = createClient(billing, { transport: memoryTransport(), timeoutMs: 2000 });
+ * const { chargeId } = await client.charge({ accountId: "a1", amountCents: 5 });
+ */
+export function createClient<C extends AnyContract>(
+  contract: C,
+  options: ClientOptions,
+): Client<C> {
+  const { transport } = options;
+  if (transport === undefined) throw new TypeError("createClient(): `transport` is required");
+  const timeoutMs = checkTimeout(options.timeoutMs ?? 5000, "timeoutMs");
+  const retry = resolveRetry(options.retry);
+  const log = (options.logger ?? pino({ level: "silent" })).child({
+    lib: "ricochet",
+    service: contract.service,
+    role: "client",
+  });
+
+  const pending = new Map<string, PendingCall>();
+  let inbox: string | undefined;
+  let replySub: TransportSubscription | undefined;
+  let seq = 0;
+  let closed = false;
+
+  const onReply = (msg: TransportMessage) => {
+    const token = msg.subject.slice((inbox as string).length + 1);
+    const call = pending.get(token);
+    if (call) call.onReply(msg);
+    else log.debug({ subject: msg.subject }, "reply for a call that already settled; dropped");
+  };
+
+  const listen = (): string => {
+    if (inbox === undefined) {
+      inbox = transport.createInbox();
+      replySub = transport.subscribe(`${inbox}.*`, onReply, {
+        onError: (err) => log.error({ err }, "reply subscription failed"),
+      });
+    }
+    return inbox;
+  };
+
+  async function call(
+    name: string,
+    m: AnyMethod,
+    input: unknown,
+    opts: CallOptions = {},
+  ): Promise<unknown> {
+    const subject = methodSubject(contract.service, name);
+    const id = opts.id ?? nanoid();
+    if (typeof id !== "string" || id.length === 0 || /[\r\n]/.test(id)) {
+      throw new TypeError(`${subject}: call option id must be a non-empty single-line string`);
+    }
+    if (closed)
+      throw new RpcError("CANCELLED", `${subject}: the client is closed; create a new one`, {
+        callId: id,
+        subject,
+      });
+    const scope = { method: m, subject, callId: id };
+    const policy =
+      opts.retry === undefined ? retry : resolveRetry(opts.retry, retry, "call option retry");
+    let deadline =
+      Date.now() +
+      (opts.timeoutMs === undefined
+        ? timeoutMs
+        : checkTimeout(opts.timeoutMs, "call option timeoutMs"));
+    if (opts.parent) deadline = Math.min(deadline, opts.parent.deadline);
+    const signals = [opts.signal, opts.parent?.signal].filter(
+      (s): s is AbortSignal => s !== undefined,
+    );
+    const aborted = signals.find((s) => s.aborted);
+    if (aborted) throw cancelled(subject, id, aborted.reason);
+
+    const checked = await validate(m.request, input);
+    if (!checked.ok) {
+      throw new RpcError(
+        "INVALID_REQUEST",
+        `${subject}: invalid request, nothing sent: ${describeIssues(checked.issues)}`,
+        {
+          callId: id,
+          subject,
+          details: { issues: checked.issues },
+        },
+      );
+    }
+    const body = encodeBody(checked.value);
+    if (body.length > transport.maxPayload) {
+      throw new RpcError(
+        "PAYLOAD_TOO_LARGE",
+        `${subject}: request of ${body.length} bytes exceeds the server's max_payload of ${transport.maxPayload}; send less, or raise max_payload`,
+        { callId: id, subject },
+      );
+    }
+    return run({ subject, id, scope, policy, deadline, signals, body, extra: opts.headers });
+  }
+
+  function run(c: {
+    subject: string;
+    id: string;
+    scope: Parameters<typeof readReply>[0];
+    policy: RetryPolicy;
+    deadline: number;
+    signals: AbortSignal[];
+    body: Uint8Array;
+    extra: Record<string, string> | undefined;
+  }): Promise<unknown> {
+    const token = (++seq).toString(36);
+    const reply = `${listen()}.${token}`;
+    const started = Date.now();
+    let resolve!: (v: unknown) => void;
+    let reject!: (e: unknown) => void;
+    const result = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    let wake: (() => void) | undefined;
+    let inAttempt = false;
+    let lastError: RpcError | undefined;
+    let sent = 0;
+    // Read through a function: TypeScript cannot see the callbacks that assign it during an await.
+    const failure = (): RpcError | undefined => lastError;
+
+    const settle = (outcome: ReplyOutcome) => {
+      if (entry.settled) return;
+      entry.settled = true;
+      pending.delete(token);
+      for (const s of c.signals) s.removeEventListener("abort", onAbort);
+      wake?.();
+      if (outcome.ok) resolve(outcome.value);
+      else reject(outcome.error);
+    };
+    const settleOrRetry = (outcome: ReplyOutcome) => {
+      if (entry.settled) return;
+      if (outcome.ok || !outcome.error.retryable) return settle(outcome);
+      // A retryable answer (no responders, overloaded, draining) ends the current attempt early.
+      // One that arrives during the backoff belongs to an earlier attempt and changes nothing.
+      if (inAttempt) {
+        lastError = outcome.error;
+        wake?.();
+      }
+    };
+    const onAbort = (event: Event) => {
+      settle({
+        ok: false,
+        error: cancelled(c.subject, c.id, (event.target as AbortSignal).reason),
+      });
+    };
+    const entry: PendingCall = {
+      settled: false,
+      onReply(msg) {
+        const outcome = readReply(c.scope, msg);
+        if (outcome instanceof Promise) void outcome.then(settleOrRetry);
+        else settleOrRetry(outcome);
+      },
+      settle,
+    };
+    pending.set(token, entry);
+    for (const s of c.signals) s.addEventListener("abort", onAbort, { once: true });
+
+    /** Waits `ms`, or less when the call settles or (during an attempt) a retryable answer arrives. */
+    const wait = (ms: number) =>
+      pTimeout(
+        new Promise<void>((res) => {
+          wake = res;
+        }),
+        { milliseconds: Math.max(0, ms), fallback: () => undefined },
+      );
+
+    const attempts = c.policy.attempts;
+    const loop = async () => {
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        const remaining = c.deadline - Date.now();
+        if (remaining <= 0) break;
+        lastError = undefined;
+        const headers: Record<string, string> = {
+          ...c.extra,
+          [HEADER_CALL_ID]: c.id,
+          [HEADER_TIMEOUT]: String(remaining),
+        };
+        if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
+        try {
+          transport.publish(c.subject, c.body, { reply, headers });
+        } catch (err) {
+          return settle({ ok: false, error: sendFailed(c.subject, c.id, err) });
+        }
+        sent++;
+        inAttempt = true;
+        await wait(Math.ceil(remaining / (attempts - attempt + 1)));
+        inAttempt = false;
+        if (entry.settled || attempt === attempts) break;
+        const delayMs = Math.min(
+          backoffMs(c.policy, attempt + 1),
+          Math.max(0, c.deadline - Date.now()),
+        );
+        log.warn(
+          {
+            callId: c.id,
+            subject: c.subject,
+            attempt,
+            delayMs,
+            code: failure()?.code ?? "TIMEOUT",
+          },
+          "attempt failed; retrying",
+        );
+        if (delayMs > 0) await wait(delayMs);
+        if (entry.settled) break;
+      }
+      settle({
+        ok: false,
+        error:
+          failure() ??
+          new RpcError(
+            "TIMEOUT",
+            `${c.subject} timed out after ${Date.now() - started} ms (call ${c.id}, ${sent} attempt${sent === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`,
+            { callId: c.id, subject: c.subject },
+          ),
+      });
+    };
+    void loop();
+    return result;
+  }
+
+  const client: Record<string | symbol, unknown> = {};
+  for (const [name, m] of Object.entries(contract.methods)) {
+    if (name === "close")
+      throw new TypeError(
+        "createClient(): a method named 'close' clashes with client.close(); rename it",
+      );
+    client[name] = (input: unknown, opts?: CallOptions) => call(name, m, input, opts);
+  }
+  client.close = async () => {
+    if (closed) return;
+    closed = true;
+    for (const p of [...pending.values()]) {
+      p.settle({
+        ok: false,
+        error: new RpcError("CANCELLED", "the client was closed before the call settled"),
+      });
+    }
+    await replySub?.drain();
+  };
+  Object.defineProperty(client, CLIENT_INTERNALS, { value: () => ({ pending: pending.size }) });
+  return Object.freeze(client) as Client<C>;
+}
+
+function checkTimeout(value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new RangeError(`${name} must be a number > 0 (milliseconds), got ${value}`);
+  return value;
+}
+
+function cancelled(subject: string, callId: string, reason: unknown): RpcError {
+  return new RpcError(
+    "CANCELLED",
+    `${subject}: the call was cancelled by its signal (call ${callId})`,
+    {
+      callId,
+      subject,
+      cause: reason,
+    },
+  );
+}
+
+function sendFailed(subject: string, callId: string, err: unknown): RpcError {
+  const text = err instanceof Error ? err.message : String(err);
+  if (err instanceof PayloadTooLargeError) {
+    return new RpcError(
+      "PAYLOAD_TOO_LARGE",
+      `${subject}: request too large: ${text}; send less, or raise max_payload`,
+      {
+        callId,
+        subject,
+        cause: err,
+      },
+    );
+  }
+  return new RpcError(
+    "UNAVAILABLE",
+    `${subject}: could not send the request: ${text}; is the connection open?`,
+    {
+      callId,
+      subject,
+      cause: err,
+    },
+  );
+}

@@ -1,0 +1,116 @@
+/**
+ * The context a handler receives with each call: who is calling, how long it may take, and how to
+ * fail with a contract error.
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import type { input } from "zod/v4/core";
+import type { AnyMethod, ContractErrorCode } from "./contract.js";
+import { RpcError } from "./errors.js";
+
+/** What a handler gets beside the request. */
+export interface CallContext<M extends AnyMethod = AnyMethod> {
+  /** The call id (idempotency key), from `Nats-Msg-Id`; made up for a caller that sent none. */
+  readonly id: string;
+  /** The attempt number, 1 for the first. */
+  readonly attempt: number;
+  /** When the caller stops waiting, in epoch milliseconds. */
+  readonly deadline: number;
+  /** Aborts when the deadline passes. Pass it on to I/O the handler starts. */
+  readonly signal: AbortSignal;
+  /** The request's headers, first value each. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** A pino child logger bound to the service, method and call id. */
+  readonly logger: Logger;
+  /** The method's name. */
+  readonly method: string;
+  /** The subject the call arrived on. */
+  readonly subject: string;
+  /**
+   * Makes the error for a failure the contract declares; `throw` it. Its details are checked against
+   * the contract before they are sent.
+   *
+   * @example throw ctx.fail("INSUFFICIENT_FUNDS", { balanceCents: 3 });
+   */
+  fail<Code extends ContractErrorCode<M>>(
+    code: Code,
+    details: input<M["errors"][Code]>,
+    message?: string,
+  ): RpcError<Code>;
+}
+
+/** What the responder knows of a call when it builds the context. */
+export interface ContextSource {
+  id: string;
+  attempt: number;
+  deadline: number;
+  method: string;
+  subject: string;
+  headers: () => Record<string, string>;
+  logger: () => Logger;
+}
+
+/**
+ * A context whose costly parts (the signal and its timer, the header record, the child logger) are
+ * made only when the handler reads them. Call {@link LazyContext.dispose} when the handler is done.
+ */
+export class LazyContext implements CallContext {
+  readonly id: string;
+  readonly attempt: number;
+  readonly deadline: number;
+  readonly method: string;
+  readonly subject: string;
+  #src: ContextSource;
+  #controller: AbortController | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #headers: Record<string, string> | undefined;
+  #logger: Logger | undefined;
+
+  constructor(src: ContextSource) {
+    this.#src = src;
+    this.id = src.id;
+    this.attempt = src.attempt;
+    this.deadline = src.deadline;
+    this.method = src.method;
+    this.subject = src.subject;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      const controller = new AbortController();
+      this.#controller = controller;
+      const abort = () =>
+        controller.abort(
+          new RpcError("TIMEOUT", `${this.subject}: the call's deadline passed (call ${this.id})`),
+        );
+      const left = this.deadline - Date.now();
+      if (left <= 0) abort();
+      else this.#timer = setTimeout(abort, left);
+    }
+    return this.#controller.signal;
+  }
+
+  get headers(): Readonly<Record<string, string>> {
+    this.#headers ??= this.#src.headers();
+    return this.#headers;
+  }
+
+  get logger(): Logger {
+    this.#logger ??= this.#src.logger();
+    return this.#logger;
+  }
+
+  fail<Code extends string>(code: Code, details: unknown, message?: string): RpcError<Code> {
+    return new RpcError(code, message ?? `${this.subject} failed with ${code}`, {
+      details,
+      callId: this.id,
+      subject: this.subject,
+    });
+  }
+
+  /** Clears the deadline timer. */
+  dispose(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * ricochet: typed request-reply RPC over NATS. One zod contract shared by both sides; a typed client
+ * with deadlines and safe retries; a validating responder.
+ *
+ * @module
+ */
+
+// Client
+export type { CallOptions, Client, ClientOptions } from "./client.js";
+export { createClient } from "./client.js";
+// Responder
+export type { CallContext } from "./context.js";
+// Contracts
+export type {
+  AnyContract,
+  AnyMethod,
+  CallError,
+  Contract,
+  ContractErrorCode,
+  ErrorSchemas,
+  InferRequest,
+  InferResponse,
+  MethodDefinition,
+  MethodName,
+} from "./contract.js";
+export { defineContract, method } from "./contract.js";
+// Errors
+export type { RpcCode, RpcErrorOptions } from "./errors.js";
+export { isRpcError, RPC_CODES, RpcError } from "./errors.js";
+// Wire protocol (header names, for peers and middleware)
+export {
+  HEADER_ATTEMPT,
+  HEADER_CALL_ID,
+  HEADER_ERROR,
+  HEADER_ERROR_CODE,
+  HEADER_TIMEOUT,
+} from "./protocol.js";
+export type { Handler, Handlers, Responder, ResponderOptions } from "./responder.js";
+export { createResponder } from "./responder.js";
+export type { RetryOptions } from "./retry.js";
+export { PayloadTooLargeError } from "./transport/errors.js";
+// Transports
+export type { MemoryTransport, MemoryTransportOptions } from "./transport/memory.js";
+export { memoryTransport } from "./transport/memory.js";
+export type { NatsTransportOptions } from "./transport/nats.js";
+export { natsTransport } from "./transport/nats.js";
+export type {
+  PublishOptions,
+  SubscribeOptions,
+  Transport,
+  TransportMessage,
+  TransportSubscription,
+} from "./transport/types.js";

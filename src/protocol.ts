@@ -1,0 +1,98 @@
+/**
+ * The wire format in one place: subjects, header names, the JSON body codec and error replies.
+ * docs/protocol.md describes the same format for peers in other languages; keep the two in step.
+ *
+ * @module
+ */
+import type { RpcError } from "./errors.js";
+
+/** Carries the call id, which is also the idempotency key (the NATS convention for a message's dedupe id). */
+export const HEADER_CALL_ID = "Nats-Msg-Id";
+/** The attempt number, `2` and up. Absent on the first attempt. */
+export const HEADER_ATTEMPT = "Ricochet-Attempt";
+/** The caller's remaining time budget in whole milliseconds when the attempt was sent. */
+export const HEADER_TIMEOUT = "Ricochet-Timeout";
+/** NATS micro: the error message of an error reply. */
+export const HEADER_ERROR = "Nats-Service-Error";
+/** NATS micro: the numeric status of an error reply. */
+export const HEADER_ERROR_CODE = "Nats-Service-Error-Code";
+
+/** The NATS status a server sends on the reply subject when nobody is subscribed to a request's subject. */
+export const STATUS_NO_RESPONDERS = 503;
+
+/** The subject a method is served on: `<service>.<method>`. */
+export function methodSubject(service: string, method: string): string {
+  return `${service}.${method}`;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+/** Encodes a value as a JSON body. `undefined` becomes an empty body. */
+export function encodeBody(value: unknown): Uint8Array {
+  const json = JSON.stringify(value);
+  return json === undefined ? EMPTY : encoder.encode(json);
+}
+
+/** Decodes a JSON body. An empty body is `undefined`. Throws `SyntaxError` on malformed JSON. */
+export function decodeBody(data: Uint8Array): unknown {
+  return data.length === 0 ? undefined : JSON.parse(decoder.decode(data));
+}
+
+/** The headers and body of an error reply. */
+export interface EncodedError {
+  headers: Record<string, string>;
+  data: Uint8Array;
+}
+
+/** Encodes an error reply: NATS micro headers plus a `{ code, message, details }` JSON body. */
+export function encodeError(err: RpcError): EncodedError {
+  return {
+    // Header values are single lines; a newline would end the header block early.
+    headers: { [HEADER_ERROR]: oneLine(err.message), [HEADER_ERROR_CODE]: String(err.status) },
+    data: encodeBody(err.toJSON()),
+  };
+}
+
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, " ");
+}
+
+/** Reads the fields of an error reply's body, tolerating peers that send only the micro headers. */
+export function decodeError(
+  status: number,
+  headerMessage: string | undefined,
+  data: Uint8Array,
+): { code: string; message: string; details: unknown; status: number } {
+  let body: unknown;
+  try {
+    body = decodeBody(data);
+  } catch {
+    // A peer (e.g. a plain NATS micro service) may send a non-JSON body; the headers still tell the story.
+    body = undefined;
+  }
+  const fields = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
+  const code = typeof fields.code === "string" ? fields.code : codeForStatus(status);
+  const message =
+    typeof fields.message === "string" ? fields.message : (headerMessage ?? `error ${status}`);
+  return { code, message, details: fields.details, status };
+}
+
+/** Maps a bare NATS micro status (a non-ricochet peer's error) to the closest built-in code. */
+function codeForStatus(status: number): string {
+  if (status === 400) return "INVALID_REQUEST";
+  if (status === 409) return "ID_REUSED";
+  if (status === 413) return "PAYLOAD_TOO_LARGE";
+  if (status === 429) return "OVERLOADED";
+  if (status === 503) return "UNAVAILABLE";
+  if (status === 504) return "TIMEOUT";
+  return "INTERNAL";
+}
+
+/** Parses a non-negative integer header; anything else is `undefined`. */
+export function parseIntHeader(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}

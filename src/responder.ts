@@ -1,0 +1,327 @@
+/**
+ * The responder: receive → decode → validate → handler → validate → encode → reply. It never crashes
+ * on bad input, sends nothing private, and drains on stop.
+ *
+ * @module
+ */
+import { nanoid } from "nanoid";
+import { type Logger, pino } from "pino";
+import type { input, output } from "zod/v4/core";
+import { type CallContext, LazyContext } from "./context.js";
+import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
+import { isRpcError, RpcError } from "./errors.js";
+import {
+  decodeBody,
+  encodeBody,
+  encodeError,
+  HEADER_ATTEMPT,
+  HEADER_CALL_ID,
+  HEADER_TIMEOUT,
+  methodSubject,
+  parseIntHeader,
+} from "./protocol.js";
+import { PayloadTooLargeError } from "./transport/errors.js";
+import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
+import { describeIssues, validate } from "./validate.js";
+
+/** The handler of one method: gets the parsed request, returns the response (or a promise of it). */
+export type Handler<M extends AnyMethod> = (
+  request: output<M["request"]>,
+  ctx: CallContext<M>,
+) => input<M["response"]> | Promise<input<M["response"]>>;
+
+/** One handler per contract method. */
+export type Handlers<C extends AnyContract> = { [K in MethodName<C>]: Handler<C["methods"][K]> };
+
+/** Options for {@link createResponder}. */
+export interface ResponderOptions {
+  /** The bus: {@link natsTransport} or {@link memoryTransport}. */
+  transport: Transport;
+  /** Queue group; responders in one group share the calls. @default the contract's service name */
+  queue?: string;
+  /** Handlers running at once, across all methods. @default 64 */
+  concurrency?: number;
+  /**
+   * Calls that may wait for a free slot once `concurrency` is reached. Past that, calls are refused
+   * at once with `OVERLOADED`, which clients retry (often on another member of the queue group).
+   * @default 1024
+   */
+  maxQueue?: number;
+  /** The deadline for a call whose caller sent no `Ricochet-Timeout` header (plain NATS requests). @default 30000 */
+  defaultTimeoutMs?: number;
+  /** A pino logger; ricochet logs through a child of it. @default a silent logger */
+  logger?: Logger;
+}
+
+/** A running (or stopped) responder. */
+export interface Responder {
+  /** Subscribes to every method's subject. Resolves once the bus has the subscriptions. */
+  start(): Promise<void>;
+  /**
+   * Drains: takes no new calls (queue-group peers get them), lets the calls in flight finish and
+   * reply, flushes the replies, then resolves. Idempotent.
+   */
+  stop(): Promise<void>;
+  /** Handlers running now. */
+  readonly inFlight: number;
+}
+
+interface Job {
+  name: string;
+  method: AnyMethod;
+  msg: TransportMessage;
+  received: number;
+}
+
+/**
+ * Creates a responder that serves `contract` with `handlers`. Call `start()` to begin.
+ *
+ * @throws TypeError or RangeError for a missing handler or a bad option, naming it.
+ * @example
+ * const responder = createResponder(billing, {
+ *   charge: async ({ accountId, amountCents }, ctx) => {
+ *     if (amountCents > 100) throw ctx.fail("INSUFFICIENT_FUNDS", { balanceCents: 100 });
+ *     return { chargeId: `ch_${ctx.id}`, balanceCents: 100 - amountCents };
+ *   },
+ * }, { transport: memoryTransport() });
+ * await responder.start();
+ */
+export function createResponder<C extends AnyContract>(
+  contract: C,
+  handlers: Handlers<C>,
+  options: ResponderOptions,
+): Responder {
+  const { transport } = options;
+  if (transport === undefined) throw new TypeError("createResponder(): `transport` is required");
+  for (const name of Object.keys(contract.methods)) {
+    if (typeof (handlers as Record<string, unknown>)[name] !== "function") {
+      throw new TypeError(
+        `createResponder(): no handler for method '${name}' of ${contract.service}`,
+      );
+    }
+  }
+  const queue = options.queue ?? contract.service;
+  const concurrency = positiveInt(options.concurrency ?? 64, "concurrency");
+  const maxQueue = options.maxQueue ?? 1024;
+  if (!Number.isInteger(maxQueue) || maxQueue < 0)
+    throw new RangeError(`maxQueue must be an integer >= 0, got ${options.maxQueue}`);
+  const defaultTimeoutMs = positiveInt(options.defaultTimeoutMs ?? 30_000, "defaultTimeoutMs");
+  const log = (options.logger ?? pino({ level: "silent" })).child({
+    lib: "ricochet",
+    service: contract.service,
+    role: "responder",
+  });
+
+  let subs: TransportSubscription[] = [];
+  let starting: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+  let active = 0;
+  const waiting: Job[] = [];
+  let idle: (() => void) | undefined;
+
+  const reply = (msg: TransportMessage, data: Uint8Array, headers?: Record<string, string>) => {
+    if (msg.reply === undefined) return;
+    transport.publish(msg.reply, data, headers === undefined ? {} : { headers });
+  };
+  const replyError = (msg: TransportMessage, err: RpcError) => {
+    const encoded = encodeError(err);
+    try {
+      reply(msg, encoded.data, encoded.headers);
+    } catch (sendErr) {
+      log.error({ err: sendErr, subject: msg.subject }, "could not send an error reply");
+    }
+  };
+
+  const onMessage = (name: string, method: AnyMethod, msg: TransportMessage) => {
+    const job = { name, method, msg, received: Date.now() };
+    if (active < concurrency) void run(job);
+    else if (waiting.length < maxQueue) waiting.push(job);
+    else {
+      log.warn(
+        { subject: msg.subject, active, waiting: waiting.length },
+        "overloaded; refusing a call",
+      );
+      replyError(
+        msg,
+        new RpcError(
+          "OVERLOADED",
+          `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`,
+        ),
+      );
+    }
+  };
+
+  const run = async (job: Job) => {
+    active++;
+    try {
+      await handle(job);
+    } catch (err) {
+      // handle() answers every failure itself; reaching here is a bug in ricochet, not in the caller.
+      log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
+    } finally {
+      active--;
+      const next = waiting.shift();
+      if (next) void run(next);
+      else if (active === 0) idle?.();
+    }
+  };
+
+  const handle = async ({ name, method, msg, received }: Job) => {
+    const subject = msg.subject;
+    const id = msg.header(HEADER_CALL_ID) || nanoid();
+    const attempt = parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1;
+    const deadline = received + (parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs);
+    const scope = { callId: id, subject };
+    if (Date.now() >= deadline) {
+      log.debug({ callId: id, subject }, "deadline passed while the call waited; handler not run");
+      return replyError(
+        msg,
+        new RpcError(
+          "TIMEOUT",
+          `${subject}: the deadline passed before the handler started (call ${id})`,
+          scope,
+        ),
+      );
+    }
+    let body: unknown;
+    try {
+      body = decodeBody(msg.data);
+    } catch (err) {
+      return replyError(
+        msg,
+        new RpcError(
+          "INVALID_REQUEST",
+          `${subject}: the request body is not valid JSON (call ${id})`,
+          {
+            ...scope,
+            details: { reason: (err as Error).message },
+          },
+        ),
+      );
+    }
+    const checked = await validate(method.request, body);
+    if (!checked.ok) {
+      return replyError(
+        msg,
+        new RpcError(
+          "INVALID_REQUEST",
+          `${subject}: invalid request: ${describeIssues(checked.issues)}`,
+          {
+            ...scope,
+            details: { issues: checked.issues },
+          },
+        ),
+      );
+    }
+    const ctx = new LazyContext({
+      id,
+      attempt,
+      deadline,
+      method: name,
+      subject,
+      headers: () => msg.headers(),
+      logger: () => log.child({ method: name, callId: id, attempt }),
+    });
+    const handler = (handlers as Record<string, Handler<AnyMethod>>)[name] as Handler<AnyMethod>;
+    let result: unknown;
+    try {
+      result = await handler(checked.value, ctx);
+    } catch (err) {
+      return replyError(msg, await toReplyError(err, method, scope, log));
+    } finally {
+      ctx.dispose();
+    }
+    const out = await validate(method.response, result);
+    if (!out.ok) {
+      log.error(
+        { callId: id, subject, issues: out.issues },
+        "handler returned a value that fails the response schema",
+      );
+      return replyError(
+        msg,
+        new RpcError("INTERNAL", `${subject}: internal error (call ${id})`, scope),
+      );
+    }
+    try {
+      reply(msg, encodeBody(out.value));
+    } catch (err) {
+      log.error({ err, callId: id, subject }, "could not send the reply");
+      replyError(msg, sendError(err, subject, id));
+    }
+  };
+
+  return {
+    get inFlight() {
+      return active;
+    },
+    start() {
+      if (stopping)
+        return Promise.reject(
+          new Error("createResponder(): a stopped responder cannot start again; create a new one"),
+        );
+      starting ??= (async () => {
+        subs = Object.entries(contract.methods).map(([name, m]) =>
+          transport.subscribe(
+            methodSubject(contract.service, name),
+            (msg) => onMessage(name, m, msg),
+            {
+              queue,
+              onError: (err) => log.error({ err, method: name }, "subscription failed"),
+            },
+          ),
+        );
+        await transport.flush();
+        log.info({ queue, methods: Object.keys(contract.methods) }, "responder started");
+      })();
+      return starting;
+    },
+    stop() {
+      stopping ??= (async () => {
+        await starting;
+        await Promise.all(subs.map((s) => s.drain()));
+        if (active > 0 || waiting.length > 0)
+          await new Promise<void>((resolve) => (idle = resolve));
+        await transport.flush();
+        log.info("responder stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Turns whatever a handler threw into the error the caller may see. */
+async function toReplyError(
+  err: unknown,
+  method: AnyMethod,
+  scope: { callId: string; subject: string },
+  log: Logger,
+): Promise<RpcError> {
+  if (isRpcError(err) && Object.hasOwn(method.errors, err.code)) {
+    const schema = method.errors[err.code];
+    const checked = await validate(schema, err.details);
+    if (checked.ok)
+      return new RpcError(err.code, err.message, { ...scope, details: checked.value });
+    log.error(
+      { ...scope, code: err.code, issues: checked.issues },
+      "contract error details fail the contract's schema",
+    );
+  } else {
+    log.error({ ...scope, err }, "handler failed");
+  }
+  return new RpcError("INTERNAL", `${scope.subject}: internal error (call ${scope.callId})`, scope);
+}
+
+function sendError(err: unknown, subject: string, id: string): RpcError {
+  return err instanceof PayloadTooLargeError
+    ? new RpcError(
+        "PAYLOAD_TOO_LARGE",
+        `${subject}: the reply is larger than the server's max_payload (call ${id})`,
+      )
+    : new RpcError("INTERNAL", `${subject}: internal error (call ${id})`);
+}
+
+function positiveInt(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1)
+    throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  return value;
+}

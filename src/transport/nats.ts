@@ -1,0 +1,116 @@
+/**
+ * The core NATS transport over a nats.js v3 connection (`@nats-io/transport-node`, `wsconnect`, …).
+ *
+ * @module
+ */
+import {
+  createInbox,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  headers as natsHeaders,
+} from "@nats-io/nats-core";
+import { PayloadTooLargeError } from "./errors.js";
+import type {
+  PublishOptions,
+  SubscribeOptions,
+  Transport,
+  TransportMessage,
+  TransportSubscription,
+} from "./types.js";
+
+/** Options for {@link natsTransport}. */
+export interface NatsTransportOptions {
+  /**
+   * Prefix for reply subjects, for accounts whose permissions only allow certain inboxes.
+   * @default "_INBOX"
+   */
+  inboxPrefix?: string;
+}
+
+class NatsMessage implements TransportMessage {
+  readonly status: number;
+  constructor(private readonly msg: Msg) {
+    const h = msg.headers;
+    this.status = h === undefined ? 0 : h.code;
+  }
+  get subject(): string {
+    return this.msg.subject;
+  }
+  get reply(): string | undefined {
+    return this.msg.reply || undefined;
+  }
+  get data(): Uint8Array {
+    return this.msg.data;
+  }
+  header(name: string): string | undefined {
+    const h = this.msg.headers;
+    if (h === undefined || !h.has(name)) return undefined;
+    return h.get(name);
+  }
+  headers(): Record<string, string> {
+    const out: Record<string, string> = {};
+    const h = this.msg.headers;
+    if (h) for (const [key, values] of h) if (values[0] !== undefined) out[key] = values[0];
+    return out;
+  }
+}
+
+function toMsgHdrs(record: Record<string, string>): MsgHdrs {
+  const h = natsHeaders();
+  for (const key in record) h.set(key, record[key] as string);
+  return h;
+}
+
+/**
+ * Creates a {@link Transport} over a connected nats.js v3 connection. The connection stays yours:
+ * ricochet never connects, drains or closes it.
+ *
+ * @example
+ * import { connect } from "@nats-io/transport-node";
+ * const nc = await connect({ servers: process.env.NATS_URL });
+ * const transport = natsTransport(nc);
+ */
+export function natsTransport(nc: NatsConnection, options: NatsTransportOptions = {}): Transport {
+  const inboxPrefix = options.inboxPrefix;
+  return {
+    get maxPayload() {
+      return nc.info?.max_payload ?? 1024 * 1024;
+    },
+    publish(subject: string, data: Uint8Array, opts: PublishOptions = {}) {
+      const headers = opts.headers === undefined ? undefined : toMsgHdrs(opts.headers);
+      try {
+        if (headers === undefined) {
+          nc.publish(subject, data, opts.reply === undefined ? undefined : { reply: opts.reply });
+        } else if (opts.reply === undefined) {
+          nc.publish(subject, data, { headers });
+        } else {
+          nc.publish(subject, data, { reply: opts.reply, headers });
+        }
+      } catch (err) {
+        const limit = nc.info?.max_payload;
+        if (limit !== undefined && err instanceof Error && err.message.includes("max_payload")) {
+          throw new PayloadTooLargeError(data.length, limit, { cause: err });
+        }
+        throw err;
+      }
+    },
+    subscribe(
+      subject: string,
+      onMessage: (message: TransportMessage) => void,
+      opts: SubscribeOptions = {},
+    ): TransportSubscription {
+      const onError = opts.onError;
+      const sub = nc.subscribe(subject, {
+        ...(opts.queue === undefined ? {} : { queue: opts.queue }),
+        callback: (err, msg) => {
+          if (err) onError?.(err);
+          else onMessage(new NatsMessage(msg));
+        },
+      });
+      return { drain: () => (sub.isClosed() || nc.isClosed() ? Promise.resolve() : sub.drain()) };
+    },
+    flush: () => nc.flush(),
+    createInbox: () => createInbox(inboxPrefix),
+  };
+}
