@@ -25,13 +25,15 @@ const HOW_TO_GET =
   "or point the tests at a running server with NATS_URL=nats://127.0.0.1:4222 " +
   "(e.g. `docker run -p 4222:4222 nats -js`).";
 
-function launch(port: number, storeDir: string): Promise<{ child: ChildProcess; port: number }> {
+function launch(
+  binary: string,
+  port: number,
+  storeDir: string,
+): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      "nats-server",
-      ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
+    const child = spawn(binary, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let log = "";
     let settled = false;
     const fail = (err: Error) => {
@@ -69,9 +71,17 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** Starts a nats-server with JetStream on a free port (`-p -1`, the port read from its log). */
-export async function startNatsServer(): Promise<NatsServer> {
+export async function startNatsServer(options: { binary?: string } = {}): Promise<NatsServer> {
+  const binary = options.binary ?? "nats-server";
   const storeDir = mkdtempSync(join(tmpdir(), "ricochet-nats-"));
-  let { child, port } = await launch(-1, storeDir);
+  let child: ChildProcess;
+  let port: number;
+  try {
+    ({ child, port } = await launch(binary, -1, storeDir));
+  } catch (err) {
+    rmSync(storeDir, { recursive: true, force: true });
+    throw err;
+  }
   const kill = () => child.kill("SIGKILL");
   process.once("exit", kill);
   const stop = async () => {
@@ -86,7 +96,7 @@ export async function startNatsServer(): Promise<NatsServer> {
     stop,
     async restart() {
       await stop();
-      ({ child, port } = await launch(port, storeDir));
+      ({ child, port } = await launch(binary, port, storeDir));
     },
     async [Symbol.asyncDispose]() {
       await stop();

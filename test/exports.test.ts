@@ -1,0 +1,24 @@
+import { expect, it } from "vitest";
+
+it("exports exactly the public API (a change here is a change to the public surface)", async () => {
+  const api = await import("../src/index.js");
+  expect(Object.keys(api).sort()).toMatchInlineSnapshot(`
+    [
+      "HEADER_ATTEMPT",
+      "HEADER_CALL_ID",
+      "HEADER_ERROR",
+      "HEADER_ERROR_CODE",
+      "HEADER_TIMEOUT",
+      "PayloadTooLargeError",
+      "RPC_CODES",
+      "RpcError",
+      "createClient",
+      "createResponder",
+      "defineContract",
+      "isRpcError",
+      "memoryTransport",
+      "method",
+      "natsTransport",
+    ]
+  `);
+});
