@@ -211,7 +211,9 @@ export function createClient<C extends AnyContract>(
     let lastError: RpcError | undefined;
     let sent = 0;
     // Read through a function: TypeScript cannot see the callbacks that assign it during an await.
-    const failure = (): RpcError | undefined => lastError;
+    // A TIMEOUT answer from the responder is replaced by the client's own, which counts the attempts.
+    const failure = (): RpcError | undefined =>
+      lastError?.code === "TIMEOUT" ? undefined : lastError;
 
     const settle = (outcome: ReplyOutcome) => {
       if (entry.settled) return;

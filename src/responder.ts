@@ -227,6 +227,18 @@ export function createResponder<C extends AnyContract>(
     try {
       result = await handler(checked.value, ctx);
     } catch (err) {
+      if (Date.now() >= deadline && !(isRpcError(err) && Object.hasOwn(method.errors, err.code))) {
+        // Most often the handler gave up on ctx.signal. The caller has stopped waiting; TIMEOUT says why.
+        log.warn({ err, callId: id, subject }, "handler failed after the call's deadline");
+        return replyError(
+          msg,
+          new RpcError(
+            "TIMEOUT",
+            `${subject}: the handler did not finish before the deadline (call ${id})`,
+            scope,
+          ),
+        );
+      }
       return replyError(msg, await toReplyError(err, method, scope, log));
     } finally {
       ctx.dispose();
@@ -279,6 +291,10 @@ export function createResponder<C extends AnyContract>(
       stopping ??= (async () => {
         await starting;
         await Promise.all(subs.map((s) => s.drain()));
+        log.info(
+          { inFlight: active, waiting: waiting.length },
+          "draining: no new calls; finishing the calls in flight",
+        );
         if (active > 0 || waiting.length > 0)
           await new Promise<void>((resolve) => (idle = resolve));
         await transport.flush();

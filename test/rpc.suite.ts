@@ -345,16 +345,29 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     it("stop() drains: the call in flight finishes and replies, and new calls find no responders", async () => {
       const started = deferred();
       const gate = deferred();
+      const draining = deferred();
       let runs = 0;
-      const responder = await serve({
-        ...ok,
-        echo: async ({ text }) => {
-          runs++;
-          started.resolve();
-          await gate.promise;
-          return { text };
+      const responder = await serve(
+        {
+          ...ok,
+          echo: async ({ text }) => {
+            runs++;
+            started.resolve();
+            await gate.promise;
+            return { text };
+          },
         },
-      });
+        {
+          logger: pino(
+            { level: "info" },
+            {
+              write: (line: string) => {
+                if (line.includes('"msg":"draining: no new calls')) draining.resolve();
+              },
+            },
+          ),
+        },
+      );
       const c = client();
       const inFlight = c.echo({ text: "in flight" });
       await started.promise;
@@ -362,6 +375,9 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const stopping = responder.stop().then(() => {
         stopped = true;
       });
+      // A call that reaches the bus before the unsubscribe does is still served (nothing is lost);
+      // wait until the responder says it has stopped taking new calls.
+      await draining.promise;
       expect(responder.inFlight).toBe(1);
       const refused = await rejection(c.echo({ text: "new" }, once));
       expect(refused.code).toBe("NO_RESPONDERS");
