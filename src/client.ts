@@ -6,8 +6,8 @@
  * @module
  */
 import { nanoid } from "nanoid";
-import pTimeout from "p-timeout";
 import { type Logger, pino } from "pino";
+import { cancelledError, type PendingCall, runCall } from "./call.js";
 import type {
   AnyContract,
   AnyMethod,
@@ -16,16 +16,8 @@ import type {
   MethodName,
 } from "./contract.js";
 import { RpcError } from "./errors.js";
-import {
-  encodeBody,
-  HEADER_ATTEMPT,
-  HEADER_CALL_ID,
-  HEADER_TIMEOUT,
-  methodSubject,
-} from "./protocol.js";
-import { type ReplyOutcome, readReply } from "./reply.js";
-import { backoffMs, type RetryOptions, type RetryPolicy, resolveRetry } from "./retry.js";
-import { PayloadTooLargeError } from "./transport/errors.js";
+import { encodeBody, methodSubject } from "./protocol.js";
+import { type RetryOptions, resolveRetry } from "./retry.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
 import { describeIssues, validate } from "./validate.js";
 
@@ -79,12 +71,6 @@ export type Client<C extends AnyContract> = {
 
 /** @internal Counts a test reads to prove that settled calls leave nothing behind. */
 export const CLIENT_INTERNALS = Symbol.for("ricochet.client.internals");
-
-interface PendingCall {
-  settled: boolean;
-  onReply(msg: TransportMessage): void;
-  settle(outcome: ReplyOutcome): void;
-}
 
 /**
  * Creates a typed client for `contract`. Every call resolves to the method's response or rejects with
@@ -162,7 +148,7 @@ export function createClient<C extends AnyContract>(
       (s): s is AbortSignal => s !== undefined,
     );
     const aborted = signals.find((s) => s.aborted);
-    if (aborted) throw cancelled(subject, id, aborted.reason);
+    if (aborted) throw cancelledError(subject, id, aborted.reason);
 
     const checked = await validate(m.request, input);
     if (!checked.ok) {
@@ -184,135 +170,26 @@ export function createClient<C extends AnyContract>(
         { callId: id, subject },
       );
     }
-    return run({ subject, id, scope, policy, deadline, signals, body, extra: opts.headers });
-  }
-
-  function run(c: {
-    subject: string;
-    id: string;
-    scope: Parameters<typeof readReply>[0];
-    policy: RetryPolicy;
-    deadline: number;
-    signals: AbortSignal[];
-    body: Uint8Array;
-    extra: Record<string, string> | undefined;
-  }): Promise<unknown> {
     const token = (++seq).toString(36);
-    const reply = `${listen()}.${token}`;
-    const started = Date.now();
-    let resolve!: (v: unknown) => void;
-    let reject!: (e: unknown) => void;
-    const result = new Promise<unknown>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    let wake: (() => void) | undefined;
-    let inAttempt = false;
-    let lastError: RpcError | undefined;
-    let sent = 0;
-    // Read through a function: TypeScript cannot see the callbacks that assign it during an await.
-    // A TIMEOUT answer from the responder is replaced by the client's own, which counts the attempts.
-    const failure = (): RpcError | undefined =>
-      lastError?.code === "TIMEOUT" ? undefined : lastError;
-
-    const settle = (outcome: ReplyOutcome) => {
-      if (entry.settled) return;
-      entry.settled = true;
-      pending.delete(token);
-      for (const s of c.signals) s.removeEventListener("abort", onAbort);
-      wake?.();
-      if (outcome.ok) resolve(outcome.value);
-      else reject(outcome.error);
-    };
-    const settleOrRetry = (outcome: ReplyOutcome) => {
-      if (entry.settled) return;
-      if (outcome.ok || !outcome.error.retryable) return settle(outcome);
-      // A retryable answer (no responders, overloaded, draining) ends the current attempt early.
-      // One that arrives during the backoff belongs to an earlier attempt and changes nothing.
-      if (inAttempt) {
-        lastError = outcome.error;
-        wake?.();
-      }
-    };
-    const onAbort = (event: Event) => {
-      settle({
-        ok: false,
-        error: cancelled(c.subject, c.id, (event.target as AbortSignal).reason),
-      });
-    };
-    const entry: PendingCall = {
-      settled: false,
-      onReply(msg) {
-        const outcome = readReply(c.scope, msg);
-        if (outcome instanceof Promise) void outcome.then(settleOrRetry);
-        else settleOrRetry(outcome);
+    return runCall(
+      {
+        subject,
+        id,
+        scope,
+        policy,
+        deadline,
+        signals,
+        body,
+        extra: opts.headers,
+        reply: `${listen()}.${token}`,
       },
-      settle,
-    };
-    pending.set(token, entry);
-    for (const s of c.signals) s.addEventListener("abort", onAbort, { once: true });
-
-    /** Waits `ms`, or less when the call settles or (during an attempt) a retryable answer arrives. */
-    const wait = (ms: number) =>
-      pTimeout(
-        new Promise<void>((res) => {
-          wake = res;
-        }),
-        { milliseconds: Math.max(0, ms), fallback: () => undefined },
-      );
-
-    const attempts = c.policy.attempts;
-    const loop = async () => {
-      for (let attempt = 1; attempt <= attempts; attempt++) {
-        const remaining = c.deadline - Date.now();
-        if (remaining <= 0) break;
-        lastError = undefined;
-        const headers: Record<string, string> = {
-          ...c.extra,
-          [HEADER_CALL_ID]: c.id,
-          [HEADER_TIMEOUT]: String(remaining),
-        };
-        if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
-        try {
-          transport.publish(c.subject, c.body, { reply, headers });
-        } catch (err) {
-          return settle({ ok: false, error: sendFailed(c.subject, c.id, err) });
-        }
-        sent++;
-        inAttempt = true;
-        await wait(Math.ceil(remaining / (attempts - attempt + 1)));
-        inAttempt = false;
-        if (entry.settled || attempt === attempts) break;
-        const delayMs = Math.min(
-          backoffMs(c.policy, attempt + 1),
-          Math.max(0, c.deadline - Date.now()),
-        );
-        log.warn(
-          {
-            callId: c.id,
-            subject: c.subject,
-            attempt,
-            delayMs,
-            code: failure()?.code ?? "TIMEOUT",
-          },
-          "attempt failed; retrying",
-        );
-        if (delayMs > 0) await wait(delayMs);
-        if (entry.settled) break;
-      }
-      settle({
-        ok: false,
-        error:
-          failure() ??
-          new RpcError(
-            "TIMEOUT",
-            `${c.subject} timed out after ${Date.now() - started} ms (call ${c.id}, ${sent} attempt${sent === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`,
-            { callId: c.id, subject: c.subject },
-          ),
-      });
-    };
-    void loop();
-    return result;
+      {
+        transport,
+        log,
+        track: (entry) => pending.set(token, entry),
+        untrack: () => pending.delete(token),
+      },
+    );
   }
 
   const client: Record<string | symbol, unknown> = {};
@@ -342,40 +219,4 @@ function checkTimeout(value: number, name: string): number {
   if (!Number.isFinite(value) || value <= 0)
     throw new RangeError(`${name} must be a number > 0 (milliseconds), got ${value}`);
   return value;
-}
-
-function cancelled(subject: string, callId: string, reason: unknown): RpcError {
-  return new RpcError(
-    "CANCELLED",
-    `${subject}: the call was cancelled by its signal (call ${callId})`,
-    {
-      callId,
-      subject,
-      cause: reason,
-    },
-  );
-}
-
-function sendFailed(subject: string, callId: string, err: unknown): RpcError {
-  const text = err instanceof Error ? err.message : String(err);
-  if (err instanceof PayloadTooLargeError) {
-    return new RpcError(
-      "PAYLOAD_TOO_LARGE",
-      `${subject}: request too large: ${text}; send less, or raise max_payload`,
-      {
-        callId,
-        subject,
-        cause: err,
-      },
-    );
-  }
-  return new RpcError(
-    "UNAVAILABLE",
-    `${subject}: could not send the request: ${text}; is the connection open?`,
-    {
-      callId,
-      subject,
-      cause: err,
-    },
-  );
 }

@@ -24,6 +24,11 @@ export type {
   MethodName,
 } from "./contract.js";
 export { defineContract, method } from "./contract.js";
+// Deduplication
+export type { MemoryDedupeOptions, MemoryDedupeStore } from "./dedupe/memory.js";
+export { memoryDedupe } from "./dedupe/memory.js";
+export type { Claim, DedupeStore, StoredReply } from "./dedupe/types.js";
+
 // Errors
 export type { RpcCode, RpcErrorOptions } from "./errors.js";
 export { isRpcError, RPC_CODES, RpcError } from "./errors.js";

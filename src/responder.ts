@@ -9,10 +9,12 @@ import { type Logger, pino } from "pino";
 import type { input, output } from "zod/v4/core";
 import { type CallContext, LazyContext } from "./context.js";
 import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
-import { isRpcError, RpcError } from "./errors.js";
+import type { DedupeStore, StoredReply } from "./dedupe/types.js";
+import { RpcError } from "./errors.js";
+import { execute } from "./execute.js";
+import { runOnce } from "./once.js";
 import {
   decodeBody,
-  encodeBody,
   encodeError,
   HEADER_ATTEMPT,
   HEADER_CALL_ID,
@@ -51,6 +53,13 @@ export interface ResponderOptions {
   defaultTimeoutMs?: number;
   /** A pino logger; ricochet logs through a child of it. @default a silent logger */
   logger?: Logger;
+  /**
+   * Deduplicates calls by id: one id runs its handler at most once for everything sharing the store;
+   * duplicates in flight share the first execution, later ones get its stored reply. Off by default:
+   * without it, a retried call can run its handler again.
+   * @default undefined (no deduplication)
+   */
+  dedupe?: DedupeStore;
 }
 
 /** A running (or stopped) responder. */
@@ -106,6 +115,7 @@ export function createResponder<C extends AnyContract>(
   if (!Number.isInteger(maxQueue) || maxQueue < 0)
     throw new RangeError(`maxQueue must be an integer >= 0, got ${options.maxQueue}`);
   const defaultTimeoutMs = positiveInt(options.defaultTimeoutMs ?? 30_000, "defaultTimeoutMs");
+  const dedupe = options.dedupe;
   const log = (options.logger ?? pino({ level: "silent" })).child({
     lib: "ricochet",
     service: contract.service,
@@ -119,14 +129,11 @@ export function createResponder<C extends AnyContract>(
   const waiting: Job[] = [];
   let idle: (() => void) | undefined;
 
-  const reply = (msg: TransportMessage, data: Uint8Array, headers?: Record<string, string>) => {
-    if (msg.reply === undefined) return;
-    transport.publish(msg.reply, data, headers === undefined ? {} : { headers });
-  };
   const replyError = (msg: TransportMessage, err: RpcError) => {
+    if (msg.reply === undefined) return;
     const encoded = encodeError(err);
     try {
-      reply(msg, encoded.data, encoded.headers);
+      transport.publish(msg.reply, encoded.data, { headers: encoded.headers });
     } catch (sendErr) {
       log.error({ err: sendErr, subject: msg.subject }, "could not send an error reply");
     }
@@ -166,14 +173,29 @@ export function createResponder<C extends AnyContract>(
     }
   };
 
+  const send = (msg: TransportMessage, reply: StoredReply) => {
+    if (msg.reply === undefined) return;
+    try {
+      transport.publish(
+        msg.reply,
+        reply.data,
+        reply.headers === undefined ? {} : { headers: { ...reply.headers } },
+      );
+    } catch (err) {
+      log.error({ err, subject: msg.subject }, "could not send the reply");
+      if (reply.headers === undefined) replyError(msg, sendError(err, msg.subject));
+    }
+  };
+
   const handle = async ({ name, method, msg, received }: Job) => {
     const subject = msg.subject;
-    const id = msg.header(HEADER_CALL_ID) || nanoid();
+    const sentId = msg.header(HEADER_CALL_ID);
+    const id = sentId || nanoid();
     const attempt = parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1;
     const deadline = received + (parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs);
     const scope = { callId: id, subject };
     if (Date.now() >= deadline) {
-      log.debug({ callId: id, subject }, "deadline passed while the call waited; handler not run");
+      log.debug(scope, "deadline passed while the call waited; handler not run");
       return replyError(
         msg,
         new RpcError(
@@ -213,53 +235,31 @@ export function createResponder<C extends AnyContract>(
         ),
       );
     }
-    const ctx = new LazyContext({
-      id,
-      attempt,
-      deadline,
-      method: name,
-      subject,
-      headers: () => msg.headers(),
-      logger: () => log.child({ method: name, callId: id, attempt }),
-    });
-    const handler = (handlers as Record<string, Handler<AnyMethod>>)[name] as Handler<AnyMethod>;
-    let result: unknown;
-    try {
-      result = await handler(checked.value, ctx);
-    } catch (err) {
-      if (Date.now() >= deadline && !(isRpcError(err) && Object.hasOwn(method.errors, err.code))) {
-        // Most often the handler gave up on ctx.signal. The caller has stopped waiting; TIMEOUT says why.
-        log.warn({ err, callId: id, subject }, "handler failed after the call's deadline");
-        return replyError(
-          msg,
-          new RpcError(
-            "TIMEOUT",
-            `${subject}: the handler did not finish before the deadline (call ${id})`,
-            scope,
-          ),
-        );
-      }
-      return replyError(msg, await toReplyError(err, method, scope, log));
-    } finally {
-      ctx.dispose();
-    }
-    const out = await validate(method.response, result);
-    if (!out.ok) {
-      log.error(
-        { callId: id, subject, issues: out.issues },
-        "handler returned a value that fails the response schema",
+    const run = () => {
+      const ctx = new LazyContext({
+        id,
+        attempt,
+        deadline,
+        method: name,
+        subject,
+        headers: () => msg.headers(),
+        logger: () => log.child({ method: name, callId: id, attempt }),
+      });
+      const handler = (handlers as Record<string, Handler<AnyMethod>>)[name] as Handler<AnyMethod>;
+      return execute(
+        handler as (r: unknown, c: LazyContext) => unknown,
+        checked.value,
+        method,
+        ctx,
+        log,
       );
-      return replyError(
-        msg,
-        new RpcError("INTERNAL", `${subject}: internal error (call ${id})`, scope),
-      );
-    }
-    try {
-      reply(msg, encodeBody(out.value));
-    } catch (err) {
-      log.error({ err, callId: id, subject }, "could not send the reply");
-      replyError(msg, sendError(err, subject, id));
-    }
+    };
+    // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
+    if (dedupe === undefined || !sentId) return send(msg, (await run()).reply);
+    send(
+      msg,
+      await runOnce(dedupe, { id, method: name, data: msg.data, deadline, subject }, run, log),
+    );
   };
 
   return {
@@ -305,35 +305,13 @@ export function createResponder<C extends AnyContract>(
   };
 }
 
-/** Turns whatever a handler threw into the error the caller may see. */
-async function toReplyError(
-  err: unknown,
-  method: AnyMethod,
-  scope: { callId: string; subject: string },
-  log: Logger,
-): Promise<RpcError> {
-  if (isRpcError(err) && Object.hasOwn(method.errors, err.code)) {
-    const schema = method.errors[err.code];
-    const checked = await validate(schema, err.details);
-    if (checked.ok)
-      return new RpcError(err.code, err.message, { ...scope, details: checked.value });
-    log.error(
-      { ...scope, code: err.code, issues: checked.issues },
-      "contract error details fail the contract's schema",
-    );
-  } else {
-    log.error({ ...scope, err }, "handler failed");
-  }
-  return new RpcError("INTERNAL", `${scope.subject}: internal error (call ${scope.callId})`, scope);
-}
-
-function sendError(err: unknown, subject: string, id: string): RpcError {
+function sendError(err: unknown, subject: string): RpcError {
   return err instanceof PayloadTooLargeError
     ? new RpcError(
         "PAYLOAD_TOO_LARGE",
-        `${subject}: the reply is larger than the server's max_payload (call ${id})`,
+        `${subject}: the reply is larger than the server's max_payload`,
       )
-    : new RpcError("INTERNAL", `${subject}: internal error (call ${id})`);
+    : new RpcError("INTERNAL", `${subject}: internal error while sending the reply`);
 }
 
 function positiveInt(value: number, name: string): number {

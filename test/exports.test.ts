@@ -16,6 +16,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "createResponder",
       "defineContract",
       "isRpcError",
+      "memoryDedupe",
       "memoryTransport",
       "method",
       "natsTransport",

@@ -1,0 +1,95 @@
+/**
+ * One execution of a handler, turned into the reply that goes on the wire, and whether that reply may
+ * be kept for replay to duplicates of the call.
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import type { LazyContext } from "./context.js";
+import type { AnyMethod } from "./contract.js";
+import type { StoredReply } from "./dedupe/types.js";
+import { isRpcError, RpcError } from "./errors.js";
+import { encodeBody, encodeError } from "./protocol.js";
+import { validate } from "./validate.js";
+
+/** The reply and whether it is a deterministic outcome worth replaying (a value or a contract error). */
+export interface Execution {
+  reply: StoredReply;
+  keep: boolean;
+  /** The code of an error reply, for logs and metrics. */
+  code: string | undefined;
+}
+
+/** Builds the wire form of an error reply. */
+export function errorReply(err: RpcError, keep = false): Execution {
+  return { reply: encodeError(err), keep, code: err.code };
+}
+
+/**
+ * Runs `handler` and turns its outcome into a reply: its value (checked against the response schema),
+ * a contract error (details checked), or a generic `INTERNAL` / `TIMEOUT` that hides the cause. Never
+ * throws.
+ */
+export async function execute(
+  handler: (request: unknown, ctx: LazyContext) => unknown,
+  request: unknown,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Promise<Execution> {
+  const scope = { callId: ctx.id, subject: ctx.subject };
+  let result: unknown;
+  try {
+    result = await handler(request, ctx);
+  } catch (err) {
+    const replyError = await toReplyError(err, method, ctx, log);
+    return errorReply(replyError, Object.hasOwn(method.errors, replyError.code));
+  } finally {
+    ctx.dispose();
+  }
+  const out = await validate(method.response, result);
+  if (!out.ok) {
+    log.error(
+      { ...scope, issues: out.issues },
+      "handler returned a value that fails the response schema",
+    );
+    return errorReply(
+      new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope),
+    );
+  }
+  return { reply: { data: encodeBody(out.value) }, keep: true, code: undefined };
+}
+
+function isContractError(err: unknown, method: AnyMethod): err is RpcError {
+  return isRpcError(err) && Object.hasOwn(method.errors, err.code);
+}
+
+/** Turns whatever a handler threw into the error the caller may see. */
+async function toReplyError(
+  err: unknown,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Promise<RpcError> {
+  const scope = { callId: ctx.id, subject: ctx.subject };
+  if (isContractError(err, method)) {
+    const checked = await validate(method.errors[err.code], err.details);
+    if (checked.ok)
+      return new RpcError(err.code, err.message, { ...scope, details: checked.value });
+    log.error(
+      { ...scope, code: err.code, issues: checked.issues },
+      "contract error details fail the contract's schema",
+    );
+  } else if (Date.now() >= ctx.deadline) {
+    // Most often the handler gave up on ctx.signal. The caller has stopped waiting; TIMEOUT says why.
+    log.warn({ ...scope, err }, "handler failed after the call's deadline");
+    return new RpcError(
+      "TIMEOUT",
+      `${ctx.subject}: the handler did not finish before the deadline (call ${ctx.id})`,
+      scope,
+    );
+  } else {
+    log.error({ ...scope, err }, "handler failed");
+  }
+  return new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope);
+}

@@ -1,0 +1,70 @@
+/**
+ * Runs a handler at most once per call id across everything that shares a {@link DedupeStore}:
+ * the first arrival runs it, duplicates in flight wait for and share its reply, later ones get the
+ * stored reply, and the same id with another request or method is refused with `ID_REUSED`.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import type { DedupeStore, StoredReply } from "./dedupe/types.js";
+import { RpcError } from "./errors.js";
+import { type Execution, errorReply } from "./execute.js";
+
+/** The call being deduplicated. */
+export interface OnceCall {
+  /** The call id the caller sent. */
+  id: string;
+  /** The method's name. */
+  method: string;
+  /** The raw request body. */
+  data: Uint8Array;
+  /** The call's deadline, epoch ms. */
+  deadline: number;
+  /** The subject, for messages. */
+  subject: string;
+}
+
+/**
+ * The request's fingerprint: the method and a hash of the body bytes. A ricochet client resends the
+ * same bytes on every attempt, so a retry always matches.
+ */
+export function fingerprint(method: string, data: Uint8Array): string {
+  return `${method}:${createHash("sha256").update(data).digest("base64url")}`;
+}
+
+/** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */
+export async function runOnce(
+  store: DedupeStore,
+  call: OnceCall,
+  run: () => Promise<Execution>,
+  log: Logger,
+): Promise<StoredReply> {
+  const scope = { callId: call.id, subject: call.subject };
+  const print = fingerprint(call.method, call.data);
+  for (;;) {
+    const claim = await store.claim(call.id, print);
+    if (claim.status === "owner") {
+      const outcome = await run();
+      await claim.finish(outcome.reply, outcome.keep);
+      return outcome.reply;
+    }
+    if (claim.status === "done") {
+      log.debug(scope, "duplicate call; replaying the stored reply");
+      return claim.reply;
+    }
+    if (claim.status === "conflict") {
+      const message = `${call.subject}: call id ${call.id} was already used for a different request or method; use a new id for a new call`;
+      return errorReply(new RpcError("ID_REUSED", message, scope)).reply;
+    }
+    log.debug(scope, "duplicate of a call in flight; waiting for its reply");
+    const left = call.deadline - Date.now();
+    const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
+    if (reply) return reply;
+    if (Date.now() >= call.deadline) {
+      const message = `${call.subject}: the first execution of call ${call.id} did not finish before the deadline`;
+      return errorReply(new RpcError("TIMEOUT", message, scope)).reply;
+    }
+    // The running owner went away without a reply: claim again, perhaps as the new owner.
+  }
+}
