@@ -1,0 +1,272 @@
+import { getEventListeners } from "node:events";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { CLIENT_INTERNALS, createClient } from "../../src/client.js";
+import { isRpcError, type RpcError } from "../../src/errors.js";
+import { encodeBody } from "../../src/protocol.js";
+import { createResponder, type Handlers } from "../../src/responder.js";
+import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
+import type { TransportMessage } from "../../src/transport/types.js";
+import { billing, deferred } from "../fixtures/billing.js";
+
+const base: Handlers<typeof billing> = {
+  charge: (req, ctx) => ({ chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents }),
+  echo: ({ text }) => ({ text }),
+  ping: () => "pong" as const,
+};
+
+async function rejection(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isRpcError(err)) return err;
+    throw err;
+  }
+  throw new Error("expected the call to reject");
+}
+
+/** A logger whose lines resolve waiters, so tests can await what the library reports. */
+function watchLogs() {
+  const waiters: Array<[string, () => void]> = [];
+  const logger = pino(
+    { level: "debug" },
+    {
+      write(line: string) {
+        const msg = (JSON.parse(line) as { msg: string }).msg;
+        for (const [text, resolve] of waiters) if (msg === text) resolve();
+      },
+    },
+  );
+  const next = (text: string) =>
+    new Promise<void>((resolve) => {
+      waiters.push([text, resolve]);
+    });
+  return { logger, next };
+}
+
+const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+describe("retries", () => {
+  let t: MemoryTransport;
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+    await t?.close();
+  });
+  const serve = async (handlers: Handlers<typeof billing>, opts = {}) => {
+    const r = createResponder(billing, handlers, { transport: t, ...opts });
+    await r.start();
+    cleanup.push(() => r.stop());
+    return r;
+  };
+  const client = (opts = {}) => {
+    const c = createClient(billing, { transport: t, ...opts });
+    cleanup.push(() => c.close());
+    return c;
+  };
+
+  it("retries NO_RESPONDERS with backoff and completes once a responder starts", async () => {
+    t = memoryTransport();
+    const logs = watchLogs();
+    const c = client({ logger: logs.logger, retry: { attempts: 5, baseMs: 20, maxMs: 50 } });
+    const retrying = logs.next("attempt failed; retrying");
+    const call = c.echo({ text: "eventually" });
+    await retrying;
+    await serve(base);
+    await expect(call).resolves.toEqual({ text: "eventually" });
+  });
+
+  it("keeps one id and one reply subject across attempts, and sends the attempt number from 2 on", async () => {
+    t = memoryTransport();
+    const seen: TransportMessage[] = [];
+    t.subscribe(
+      "billing.echo",
+      (m) => {
+        seen.push(m);
+        if (seen.length === 3 && m.reply) t.publish(m.reply, encodeBody({ text: "third time" }));
+      },
+      { queue: "billing" },
+    );
+    const out = await client({ retry: { attempts: 3, baseMs: 1, maxMs: 1 } }).echo(
+      { text: "x" },
+      { id: "same-id", timeoutMs: 600 },
+    );
+    expect(out).toEqual({ text: "third time" });
+    expect(seen.map((m) => m.header("Nats-Msg-Id"))).toEqual(["same-id", "same-id", "same-id"]);
+    expect(new Set(seen.map((m) => m.reply)).size).toBe(1);
+    expect(seen.map((m) => m.header("Ricochet-Attempt"))).toEqual([undefined, "2", "3"]);
+    const budgets = seen.map((m) => Number(m.header("Ricochet-Timeout")));
+    expect(budgets[0]).toBeLessThanOrEqual(600);
+    expect(budgets[1]).toBeLessThan(budgets[0] as number);
+    expect(budgets[2]).toBeLessThan(budgets[1] as number);
+  });
+
+  it("completes a call with a late reply to attempt 1 that arrives during attempt 2", async () => {
+    t = memoryTransport();
+    const attempt2 = deferred();
+    const attempts: number[] = [];
+    await serve({
+      ...base,
+      echo: async ({ text }, ctx) => {
+        attempts.push(ctx.attempt);
+        if (ctx.attempt === 1) {
+          await attempt2.promise;
+          return { text: `${text} from attempt 1` };
+        }
+        attempt2.resolve();
+        // Attempt 2 never answers on its own; only attempt 1's late reply can settle the call.
+        await new Promise((_, reject) =>
+          ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
+        );
+        return { text: "unreachable" };
+      },
+    });
+    const out = await client({ retry: { attempts: 2, baseMs: 1, maxMs: 1 } }).echo(
+      { text: "hi" },
+      { timeoutMs: 400 },
+    );
+    expect(out).toEqual({ text: "hi from attempt 1" });
+    expect(attempts).toEqual([1, 2]);
+  });
+
+  it("treats timeoutMs as one deadline across all attempts", async () => {
+    t = memoryTransport();
+    const budgets: number[] = [];
+    t.subscribe("billing.echo", (m) => budgets.push(Number(m.header("Ricochet-Timeout"))), {
+      queue: "billing",
+    });
+    const err = await rejection(
+      client({ retry: { attempts: 3, baseMs: 1, maxMs: 1 } }).echo(
+        { text: "x" },
+        { timeoutMs: 240 },
+      ),
+    );
+    expect(err.code).toBe("TIMEOUT");
+    expect(err.message).toMatch(/3 attempts/);
+    expect(budgets).toHaveLength(3);
+    // Each attempt got a share of what was left, not a fresh 240 ms.
+    expect(budgets[1]).toBeLessThanOrEqual(240 - 240 / 3 + 5);
+    expect(budgets[2]).toBeLessThanOrEqual(budgets[1] as number);
+  });
+
+  it("never retries a reply that breaks the contract", async () => {
+    t = memoryTransport();
+    let received = 0;
+    t.subscribe("billing.echo", (m) => {
+      received++;
+      if (m.reply) t.publish(m.reply, encodeBody({ wrong: true }));
+    });
+    const c = client({ retry: { attempts: 5, baseMs: 1, maxMs: 1 } });
+    expect((await rejection(c.echo({ text: "x" }))).code).toBe("INVALID_RESPONSE");
+    await c.ping(undefined).catch(() => undefined); // a later call on the bus: the first is fully delivered
+    expect(received).toBe(1);
+  });
+
+  it("retries OVERLOADED, so another member of the queue group takes the call", async () => {
+    t = memoryTransport();
+    const gate = deferred();
+    const busy = deferred();
+    await serve(
+      {
+        ...base,
+        echo: async ({ text }) => {
+          busy.resolve();
+          await gate.promise;
+          return { text: `A:${text}` };
+        },
+      },
+      { concurrency: 1, maxQueue: 0 },
+    );
+    const c = client({ retry: { attempts: 3, baseMs: 1, maxMs: 1 } });
+    const first = c.echo({ text: "1" });
+    await busy.promise;
+    await serve({ ...base, echo: ({ text }) => ({ text: `B:${text}` }) });
+    // Round robin sends the next call to A (busy → OVERLOADED), and its retry to B.
+    await expect(c.echo({ text: "2" })).resolves.toEqual({ text: "B:2" });
+    gate.resolve();
+    await expect(first).resolves.toEqual({ text: "A:1" });
+  });
+
+  it("does not start a handler whose deadline passed before it began", async () => {
+    t = memoryTransport();
+    let runs = 0;
+    await serve({
+      ...base,
+      echo: ({ text }) => {
+        runs++;
+        return { text };
+      },
+    });
+    const replies: TransportMessage[] = [];
+    const got = deferred();
+    t.subscribe("raw.reply", (m) => {
+      replies.push(m);
+      got.resolve();
+    });
+    t.publish("billing.echo", encodeBody({ text: "x" }), {
+      reply: "raw.reply",
+      headers: { "Ricochet-Timeout": "0" },
+    });
+    await got.promise;
+    expect(replies[0]?.header("Nats-Service-Error-Code")).toBe("504");
+    expect(runs).toBe(0);
+  });
+
+  it("lets a nested call inherit the parent's deadline and cancellation through { parent: ctx }", async () => {
+    t = memoryTransport();
+    const inner = deferred<{ deadline: number }>();
+    const outerSeen = deferred<{ deadline: number }>();
+    const c = client();
+    await serve({
+      ...base,
+      echo: (_req, ctx) => {
+        inner.resolve({ deadline: ctx.deadline });
+        return { text: "inner" };
+      },
+      charge: async (_req, ctx) => {
+        outerSeen.resolve({ deadline: ctx.deadline });
+        await c.echo({ text: "nested" }, { parent: ctx, timeoutMs: 60_000 });
+        return { chargeId: "c", balanceCents: 1 };
+      },
+    });
+    await c.charge({ accountId: "a", amountCents: 1 }, { timeoutMs: 1_000 });
+    expect((await inner.promise).deadline).toBeLessThanOrEqual(
+      (await outerSeen.promise).deadline + 5,
+    );
+    const parent = new AbortController();
+    parent.abort(new Error("parent gone"));
+    const err = await rejection(
+      c.echo({ text: "x" }, { parent: { deadline: Date.now() + 1000, signal: parent.signal } }),
+    );
+    expect(err.code).toBe("CANCELLED");
+  });
+
+  it("leaves no pending entries, abort listeners or timers behind after many cancelled and timed-out calls", async () => {
+    t = memoryTransport();
+    // A member that never answers: every call ends by its deadline or its signal.
+    t.subscribe("billing.echo", () => undefined, { queue: "billing" });
+    const c = client({ retry: { attempts: 2, baseMs: 1, maxMs: 2 } });
+    const shared = new AbortController();
+    const before = timeouts();
+    const calls: Array<Promise<RpcError>> = [];
+    for (let i = 0; i < 100; i++) {
+      const own = new AbortController();
+      const signal = AbortSignal.any([shared.signal, own.signal]);
+      calls.push(
+        rejection(
+          c.echo(
+            { text: String(i) },
+            { signal: i % 2 ? signal : shared.signal, timeoutMs: i % 2 ? 60_000 : 50 },
+          ),
+        ),
+      );
+      if (i % 2) queueMicrotask(() => own.abort());
+    }
+    const codes = (await Promise.all(calls)).map((e) => e.code);
+    expect(new Set(codes)).toEqual(new Set(["CANCELLED", "TIMEOUT"]));
+    const internals = (c as unknown as Record<symbol, () => { pending: number }>)[CLIENT_INTERNALS];
+    expect(internals?.().pending).toBe(0);
+    expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);
+    expect(timeouts()).toBe(before);
+  });
+});
