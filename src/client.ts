@@ -209,7 +209,9 @@ export function createClient<C extends AnyContract>(
         error: new RpcError("CANCELLED", "the client was closed before the call settled"),
       });
     }
-    await replySub?.drain();
+    await replySub
+      ?.drain()
+      .catch((err) => log.warn({ err }, "could not drain the reply subscription"));
   };
   Object.defineProperty(client, CLIENT_INTERNALS, { value: () => ({ pending: pending.size }) });
   return Object.freeze(client) as Client<C>;

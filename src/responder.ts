@@ -290,14 +290,18 @@ export function createResponder<C extends AnyContract>(
     stop() {
       stopping ??= (async () => {
         await starting;
-        await Promise.all(subs.map((s) => s.drain()));
+        // A connection that is down cannot confirm the unsubscribe; the calls in flight still finish.
+        const unsubscribed = (err: unknown) => log.warn({ err }, "could not drain a subscription");
+        await Promise.all(subs.map((s) => s.drain().catch(unsubscribed)));
         log.info(
           { inFlight: active, waiting: waiting.length },
           "draining: no new calls; finishing the calls in flight",
         );
         if (active > 0 || waiting.length > 0)
           await new Promise<void>((resolve) => (idle = resolve));
-        await transport.flush();
+        await transport
+          .flush()
+          .catch((err) => log.warn({ err }, "could not flush the last replies"));
         log.info("responder stopped");
       })();
       return stopping;
