@@ -265,7 +265,9 @@ describe("faults on a real nats-server", () => {
     expect(results.filter((r) => r.ok).length).toBeGreaterThan(total / 2);
     // Calls made after the restart went through the reconnected client.
     expect(results.slice(total / 2 + 1).filter((r) => r.ok).length).toBeGreaterThan(0);
-    console.info(`server restart: ${total - failures.length} ok, failures: ${JSON.stringify(failures)}`);
+    console.info(
+      `server restart: ${total - failures.length} ok, failures: ${JSON.stringify(failures)}`,
+    );
     expect(late).toEqual([]);
     expect([...runsById.values()].every((n) => n === 1)).toBe(true);
   });
