@@ -7,7 +7,7 @@
  */
 import { nanoid } from "nanoid";
 import { type Logger, pino } from "pino";
-import { cancelledError, type PendingCall, runCall } from "./call.js";
+import { Call, cancelledError } from "./call.js";
 import type {
   AnyContract,
   AnyMethod,
@@ -16,7 +16,16 @@ import type {
   MethodName,
 } from "./contract.js";
 import { RpcError } from "./errors.js";
-import { encodeBody, methodSubject } from "./protocol.js";
+import {
+  encodeBody,
+  HEADER_ATTEMPT,
+  HEADER_CALL_ID,
+  HEADER_ERROR,
+  HEADER_ERROR_CODE,
+  HEADER_TIMEOUT,
+  MAX_BUDGET_MS,
+  methodSubject,
+} from "./protocol.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
 import { describeIssues, validate } from "./validate.js";
@@ -96,46 +105,46 @@ export function createClient<C extends AnyContract>(
     role: "client",
   });
 
-  const pending = new Map<string, PendingCall>();
-  let inbox: string | undefined;
+  const pending = new Map<string, Call>();
   let replySub: TransportSubscription | undefined;
   let seq = 0;
   let closed = false;
 
   const onReply = (msg: TransportMessage) => {
-    const token = msg.subject.slice((inbox as string).length + 1);
-    const call = pending.get(token);
+    const call = pending.get(msg.subject.slice(inboxLength));
     if (call) call.onReply(msg);
     else log.debug({ subject: msg.subject }, "reply for a call that already settled; dropped");
   };
-
+  const env = { transport, log, pending };
+  let inbox: string | undefined;
+  let inboxLength = 0;
   const listen = (): string => {
     if (inbox === undefined) {
       inbox = transport.createInbox();
+      inboxLength = inbox.length + 1;
       replySub = transport.subscribe(`${inbox}.*`, onReply, {
         onError: (err) => log.error({ err }, "reply subscription failed"),
       });
     }
     return inbox;
   };
+  const closedError = (subject: string, callId: string) =>
+    new RpcError("CANCELLED", `${subject}: the client is closed; create a new one`, {
+      callId,
+      subject,
+    });
 
   async function call(
-    name: string,
+    subject: string,
     m: AnyMethod,
     input: unknown,
     opts: CallOptions = {},
   ): Promise<unknown> {
-    const subject = methodSubject(contract.service, name);
     const id = opts.id ?? nanoid();
     if (typeof id !== "string" || id.length === 0 || /[\r\n]/.test(id)) {
       throw new TypeError(`${subject}: call option id must be a non-empty single-line string`);
     }
-    if (closed)
-      throw new RpcError("CANCELLED", `${subject}: the client is closed; create a new one`, {
-        callId: id,
-        subject,
-      });
-    const scope = { method: m, subject, callId: id };
+    if (closed) throw closedError(subject, id);
     const policy =
       opts.retry === undefined ? retry : resolveRetry(opts.retry, retry, "call option retry");
     let deadline =
@@ -143,12 +152,15 @@ export function createClient<C extends AnyContract>(
       (opts.timeoutMs === undefined
         ? timeoutMs
         : checkTimeout(opts.timeoutMs, "call option timeoutMs"));
-    if (opts.parent) deadline = Math.min(deadline, opts.parent.deadline);
-    const signals = [opts.signal, opts.parent?.signal].filter(
-      (s): s is AbortSignal => s !== undefined,
-    );
-    const aborted = signals.find((s) => s.aborted);
-    if (aborted) throw cancelledError(subject, id, aborted.reason);
+    const parent = opts.parent;
+    if (parent) deadline = Math.min(deadline, parent.deadline);
+    const signals: AbortSignal[] = [];
+    if (opts.signal) signals.push(opts.signal);
+    if (parent) signals.push(parent.signal);
+    for (const s of signals) if (s.aborted) throw cancelledError(subject, id, s.reason);
+    const headers: Record<string, string> =
+      opts.headers === undefined ? {} : checkHeaders(opts.headers, subject);
+    headers[HEADER_CALL_ID] = id;
 
     const checked = await validate(m.request, input);
     if (!checked.ok) {
@@ -162,7 +174,20 @@ export function createClient<C extends AnyContract>(
         },
       );
     }
-    const body = encodeBody(checked.value);
+    let body: Uint8Array;
+    try {
+      body = encodeBody(checked.value);
+    } catch (err) {
+      throw new RpcError(
+        "INVALID_REQUEST",
+        `${subject}: the request cannot be encoded as JSON, nothing sent: ${String(err)}`,
+        {
+          callId: id,
+          subject,
+          cause: err,
+        },
+      );
+    }
     if (body.length > transport.maxPayload) {
       throw new RpcError(
         "PAYLOAD_TOO_LARGE",
@@ -170,26 +195,21 @@ export function createClient<C extends AnyContract>(
         { callId: id, subject },
       );
     }
+    // close() may have run while the request was being validated.
+    if (closed) throw closedError(subject, id);
     const token = (++seq).toString(36);
-    return runCall(
-      {
-        subject,
-        id,
-        scope,
-        policy,
-        deadline,
-        signals,
-        body,
-        extra: opts.headers,
-        reply: `${listen()}.${token}`,
-      },
-      {
-        transport,
-        log,
-        track: (entry) => pending.set(token, entry),
-        untrack: () => pending.delete(token),
-      },
-    );
+    const scope = { method: m, subject, callId: id };
+    const spec = {
+      scope,
+      policy,
+      deadline,
+      signals,
+      body,
+      headers,
+      reply: `${listen()}.${token}`,
+      token,
+    };
+    return new Call(spec, env).start();
   }
 
   const client: Record<string | symbol, unknown> = {};
@@ -198,7 +218,8 @@ export function createClient<C extends AnyContract>(
       throw new TypeError(
         "createClient(): a method named 'close' clashes with client.close(); rename it",
       );
-    client[name] = (input: unknown, opts?: CallOptions) => call(name, m, input, opts);
+    const subject = methodSubject(contract.service, name);
+    client[name] = (input: unknown, opts?: CallOptions) => call(subject, m, input, opts);
   }
   client.close = async () => {
     if (closed) return;
@@ -218,7 +239,27 @@ export function createClient<C extends AnyContract>(
 }
 
 function checkTimeout(value: number, name: string): number {
-  if (!Number.isFinite(value) || value <= 0)
-    throw new RangeError(`${name} must be a number > 0 (milliseconds), got ${value}`);
+  if (!Number.isFinite(value) || value <= 0 || value > MAX_BUDGET_MS) {
+    throw new RangeError(
+      `${name} must be a number of milliseconds in (0, ${MAX_BUDGET_MS}], got ${value}`,
+    );
+  }
   return value;
+}
+
+const RESERVED = new Set(
+  [HEADER_CALL_ID, HEADER_ATTEMPT, HEADER_TIMEOUT, HEADER_ERROR, HEADER_ERROR_CODE].map((h) =>
+    h.toLowerCase(),
+  ),
+);
+
+function checkHeaders(headers: Record<string, string>, subject: string): Record<string, string> {
+  for (const name of Object.keys(headers)) {
+    if (RESERVED.has(name.toLowerCase())) {
+      throw new TypeError(
+        `${subject}: call option headers may not set '${name}'; ricochet sets it (use the id option for Nats-Msg-Id)`,
+      );
+    }
+  }
+  return { ...headers };
 }

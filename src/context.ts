@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { input } from "zod/v4/core";
 import type { AnyMethod, ContractErrorCode } from "./contract.js";
 import { RpcError } from "./errors.js";
+import type { TransportMessage } from "./transport/types.js";
 
 /** What a handler gets beside the request. */
 export interface CallContext<M extends AnyMethod = AnyMethod> {
@@ -40,40 +41,32 @@ export interface CallContext<M extends AnyMethod = AnyMethod> {
   ): RpcError<Code>;
 }
 
-/** What the responder knows of a call when it builds the context. */
-export interface ContextSource {
-  id: string;
-  attempt: number;
-  deadline: number;
-  method: string;
-  subject: string;
-  headers: () => Record<string, string>;
-  logger: () => Logger;
-}
-
 /**
  * A context whose costly parts (the signal and its timer, the header record, the child logger) are
  * made only when the handler reads them. Call {@link LazyContext.dispose} when the handler is done.
  */
 export class LazyContext implements CallContext {
-  readonly id: string;
-  readonly attempt: number;
-  readonly deadline: number;
-  readonly method: string;
-  readonly subject: string;
-  #src: ContextSource;
+  #msg: TransportMessage;
+  #log: Logger;
   #controller: AbortController | undefined;
   #timer: NodeJS.Timeout | undefined;
   #headers: Record<string, string> | undefined;
   #logger: Logger | undefined;
 
-  constructor(src: ContextSource) {
-    this.#src = src;
-    this.id = src.id;
-    this.attempt = src.attempt;
-    this.deadline = src.deadline;
-    this.method = src.method;
-    this.subject = src.subject;
+  constructor(
+    readonly id: string,
+    readonly attempt: number,
+    readonly deadline: number,
+    readonly method: string,
+    msg: TransportMessage,
+    log: Logger,
+  ) {
+    this.#msg = msg;
+    this.#log = log;
+  }
+
+  get subject(): string {
+    return this.#msg.subject;
   }
 
   get signal(): AbortSignal {
@@ -92,12 +85,16 @@ export class LazyContext implements CallContext {
   }
 
   get headers(): Readonly<Record<string, string>> {
-    this.#headers ??= this.#src.headers();
+    this.#headers ??= this.#msg.headers();
     return this.#headers;
   }
 
   get logger(): Logger {
-    this.#logger ??= this.#src.logger();
+    this.#logger ??= this.#log.child({
+      method: this.method,
+      callId: this.id,
+      attempt: this.attempt,
+    });
     return this.#logger;
   }
 

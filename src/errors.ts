@@ -15,7 +15,11 @@ export const RPC_CODES = {
   TIMEOUT: { status: 504, retryable: true },
   /** No responder is subscribed to the method's subject. */
   NO_RESPONDERS: { status: 503, retryable: true },
-  /** The responder is draining (stopping) and takes no new calls; another member of the queue group may. */
+  /**
+   * The call could not be made now: the client's connection is closed or draining (the client fails
+   * at once rather than retry a send that cannot succeed), or a non-ricochet NATS micro peer answered
+   * with status 503. Retryable later, on a working connection.
+   */
   UNAVAILABLE: { status: 503, retryable: true },
   /** The responder is at its concurrency limit and its queue is full. */
   OVERLOADED: { status: 429, retryable: true },

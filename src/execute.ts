@@ -57,7 +57,14 @@ export async function execute(
       new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope),
     );
   }
-  return { reply: { data: encodeBody(out.value) }, keep: true, code: undefined };
+  try {
+    return { reply: { data: encodeBody(out.value) }, keep: true, code: undefined };
+  } catch (err) {
+    log.error({ ...scope, err }, "handler returned a value that cannot be encoded as JSON");
+    return errorReply(
+      new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope),
+    );
+  }
 }
 
 function isContractError(err: unknown, method: AnyMethod): err is RpcError {

@@ -43,10 +43,25 @@ export async function runOnce(
   const scope = { callId: call.id, subject: call.subject };
   const print = fingerprint(call.method, call.data);
   for (;;) {
-    const claim = await store.claim(call.id, print);
+    let claim: Awaited<ReturnType<DedupeStore["claim"]>>;
+    try {
+      claim = await store.claim(call.id, print);
+    } catch (err) {
+      // A store that is down must not stop the service: run without deduplication, and say so.
+      log.error({ ...scope, err }, "dedupe store failed; running the call without deduplication");
+      return (await run()).reply;
+    }
     if (claim.status === "owner") {
       const outcome = await run();
-      await claim.finish(outcome.reply, outcome.keep);
+      try {
+        await claim.finish(outcome.reply, outcome.keep);
+      } catch (err) {
+        // The handler ran; its caller gets the reply even if the store could not record it.
+        log.error(
+          { ...scope, err },
+          "dedupe store failed to record a finished call; a duplicate may run again",
+        );
+      }
       return outcome.reply;
     }
     if (claim.status === "done") {

@@ -17,6 +17,12 @@ export const HEADER_ERROR = "Nats-Service-Error";
 /** NATS micro: the numeric status of an error reply. */
 export const HEADER_ERROR_CODE = "Nats-Service-Error-Code";
 
+/**
+ * The largest time budget honoured, in ms (2^31-1, about 24.8 days: the longest delay a Node timer
+ * takes). Larger `Ricochet-Timeout` values are clamped to it.
+ */
+export const MAX_BUDGET_MS = 2 ** 31 - 1;
+
 /** The NATS status a server sends on the reply subject when nobody is subscribed to a request's subject. */
 export const STATUS_NO_RESPONDERS = 503;
 

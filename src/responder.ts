@@ -9,6 +9,7 @@ import { type Logger, pino } from "pino";
 import type { input, output } from "zod/v4/core";
 import { type CallContext, LazyContext } from "./context.js";
 import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
+import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { RpcError } from "./errors.js";
 import { execute } from "./execute.js";
@@ -19,6 +20,7 @@ import {
   HEADER_ATTEMPT,
   HEADER_CALL_ID,
   HEADER_TIMEOUT,
+  MAX_BUDGET_MS,
   methodSubject,
   parseIntHeader,
 } from "./protocol.js";
@@ -55,11 +57,11 @@ export interface ResponderOptions {
   logger?: Logger;
   /**
    * Deduplicates calls by id: one id runs its handler at most once for everything sharing the store;
-   * duplicates in flight share the first execution, later ones get its stored reply. Off by default:
-   * without it, a retried call can run its handler again.
-   * @default undefined (no deduplication)
+   * duplicates in flight share the first execution, later ones get its stored reply. `false` turns it
+   * off; then a retried call (after a lost reply or a slow attempt) can run its handler again.
+   * @default memoryDedupe() — one store per responder, protecting this process only
    */
-  dedupe?: DedupeStore;
+  dedupe?: DedupeStore | false;
 }
 
 /** A running (or stopped) responder. */
@@ -115,7 +117,8 @@ export function createResponder<C extends AnyContract>(
   if (!Number.isInteger(maxQueue) || maxQueue < 0)
     throw new RangeError(`maxQueue must be an integer >= 0, got ${options.maxQueue}`);
   const defaultTimeoutMs = positiveInt(options.defaultTimeoutMs ?? 30_000, "defaultTimeoutMs");
-  const dedupe = options.dedupe;
+  const dedupe = options.dedupe === false ? undefined : (options.dedupe ?? memoryDedupe());
+  const handlerOf = handlers as Record<string, unknown>;
   const log = (options.logger ?? pino({ level: "silent" })).child({
     lib: "ricochet",
     service: contract.service,
@@ -165,6 +168,7 @@ export function createResponder<C extends AnyContract>(
     } catch (err) {
       // handle() answers every failure itself; reaching here is a bug in ricochet, not in the caller.
       log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
+      replyError(job.msg, new RpcError("INTERNAL", `${job.msg.subject}: internal error`));
     } finally {
       active--;
       const next = waiting.shift();
@@ -191,75 +195,38 @@ export function createResponder<C extends AnyContract>(
     const subject = msg.subject;
     const sentId = msg.header(HEADER_CALL_ID);
     const id = sentId || nanoid();
-    const attempt = parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1;
-    const deadline = received + (parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs);
     const scope = { callId: id, subject };
+    const budget = parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs;
+    const deadline = received + Math.min(budget, MAX_BUDGET_MS);
     if (Date.now() >= deadline) {
       log.debug(scope, "deadline passed while the call waited; handler not run");
-      return replyError(
-        msg,
-        new RpcError(
-          "TIMEOUT",
-          `${subject}: the deadline passed before the handler started (call ${id})`,
-          scope,
-        ),
-      );
+      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
+      return replyError(msg, new RpcError("TIMEOUT", message, scope));
     }
     let body: unknown;
     try {
       body = decodeBody(msg.data);
     } catch (err) {
-      return replyError(
-        msg,
-        new RpcError(
-          "INVALID_REQUEST",
-          `${subject}: the request body is not valid JSON (call ${id})`,
-          {
-            ...scope,
-            details: { reason: (err as Error).message },
-          },
-        ),
-      );
+      const message = `${subject}: the request body is not valid JSON (call ${id})`;
+      const details = { reason: (err as Error).message };
+      return replyError(msg, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
     const checked = await validate(method.request, body);
     if (!checked.ok) {
-      return replyError(
-        msg,
-        new RpcError(
-          "INVALID_REQUEST",
-          `${subject}: invalid request: ${describeIssues(checked.issues)}`,
-          {
-            ...scope,
-            details: { issues: checked.issues },
-          },
-        ),
-      );
+      const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
+      const details = { issues: checked.issues };
+      return replyError(msg, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
+    const attempt = parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1;
+    const handler = handlerOf[name] as (request: unknown, ctx: LazyContext) => unknown;
     const run = () => {
-      const ctx = new LazyContext({
-        id,
-        attempt,
-        deadline,
-        method: name,
-        subject,
-        headers: () => msg.headers(),
-        logger: () => log.child({ method: name, callId: id, attempt }),
-      });
-      const handler = (handlers as Record<string, Handler<AnyMethod>>)[name] as Handler<AnyMethod>;
-      return execute(
-        handler as (r: unknown, c: LazyContext) => unknown,
-        checked.value,
-        method,
-        ctx,
-        log,
-      );
+      const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
+      return execute(handler, checked.value, method, ctx, log);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
     if (dedupe === undefined || !sentId) return send(msg, (await run()).reply);
-    send(
-      msg,
-      await runOnce(dedupe, { id, method: name, data: msg.data, deadline, subject }, run, log),
-    );
+    const call = { id, method: name, data: msg.data, deadline, subject };
+    send(msg, await runOnce(dedupe, call, run, log));
   };
 
   return {

@@ -28,7 +28,7 @@ function toIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string; 
 
 /**
  * Parses `value` with `schema`: synchronously when the schema allows it (the common case), otherwise
- * with zod's async parser (schemas with async refinements or transforms).
+ * with zod's async parser (schemas with async refinements or transforms). Never throws or rejects.
  */
 export function validate(schema: $ZodType, value: unknown): Validation | Promise<Validation> {
   try {
@@ -37,11 +37,22 @@ export function validate(schema: $ZodType, value: unknown): Validation | Promise
       ? { ok: true, value: r.data }
       : { ok: false, issues: toIssues(r.error.issues) };
   } catch (err) {
-    if (!(err instanceof $ZodAsyncError)) throw err;
-    return safeParseAsync(schema, value).then((r) =>
-      r.success ? { ok: true, value: r.data } : { ok: false, issues: toIssues(r.error.issues) },
+    if (!(err instanceof $ZodAsyncError)) return threw(err);
+    return safeParseAsync(schema, value).then(
+      (r) =>
+        r.success ? { ok: true, value: r.data } : { ok: false, issues: toIssues(r.error.issues) },
+      threw,
     );
   }
+}
+
+/** A schema whose refinement or transform throws fails validation instead of escaping as a raw error. */
+function threw(err: unknown): Validation {
+  const message = err instanceof Error ? err.message : String(err);
+  return {
+    ok: false,
+    issues: [{ path: [], message: `the schema threw: ${message}`, code: "schema_threw" }],
+  };
 }
 
 /** Formats issues for an error message: `amountCents: Too small: expected number to be >0`. */

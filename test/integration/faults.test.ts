@@ -246,7 +246,7 @@ describe("faults on a real nats-server", () => {
       const started = Date.now();
       calls.push(
         outcome(client.charge({ accountId: "a", amountCents: 1 }, { id: `s-${i}` })).finally(() => {
-          if (Date.now() - started > 3_000 + 250) late.push(i);
+          if (Date.now() - started > 3_000 + 1_000) late.push(i); // timer slack on a loaded CI machine
           if (++settled === total / 3) halfway.resolve();
         }),
       );

@@ -98,7 +98,7 @@ describe("wire protocol, from a plain NATS client", () => {
     });
   });
 
-  it("answers an oversized (1 MiB of JSON) and an empty request with INVALID_REQUEST", async () => {
+  it("answers a body near the server's max_payload (1 MB of JSON) and an empty body with INVALID_REQUEST", async () => {
     const big = json({ accountId: "x".repeat(1000 * 1000), amountCents: "no" });
     const bigReply = await raw.request("billing.charge", big, { timeout: 5000 });
     expect(parse(bigReply.data).code).toBe("INVALID_REQUEST");

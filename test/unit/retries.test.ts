@@ -105,22 +105,26 @@ describe("retries", () => {
     t = memoryTransport();
     const attempt2 = deferred();
     const attempts: number[] = [];
-    await serve({
-      ...base,
-      echo: async ({ text }, ctx) => {
-        attempts.push(ctx.attempt);
-        if (ctx.attempt === 1) {
-          await attempt2.promise;
-          return { text: `${text} from attempt 1` };
-        }
-        attempt2.resolve();
-        // Attempt 2 never answers on its own; only attempt 1's late reply can settle the call.
-        await new Promise((_, reject) =>
-          ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
-        );
-        return { text: "unreachable" };
+    await serve(
+      {
+        ...base,
+        echo: async ({ text }, ctx) => {
+          attempts.push(ctx.attempt);
+          if (ctx.attempt === 1) {
+            await attempt2.promise;
+            return { text: `${text} from attempt 1` };
+          }
+          attempt2.resolve();
+          // Attempt 2 never answers on its own; only attempt 1's late reply can settle the call.
+          await new Promise((_, reject) =>
+            ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
+          );
+          return { text: "unreachable" };
+        },
       },
-    });
+      // Without dedupe, so attempt 2 reaches a handler of its own instead of joining attempt 1.
+      { dedupe: false },
+    );
     const out = await client({ retry: { attempts: 2, baseMs: 1, maxMs: 1 } }).echo(
       { text: "hi" },
       { timeoutMs: 400 },
@@ -245,6 +249,10 @@ describe("retries", () => {
     t = memoryTransport();
     // A member that never answers: every call ends by its deadline or its signal.
     t.subscribe("billing.echo", () => undefined, { queue: "billing" });
+    // ...and one that does, so settled successes are counted too.
+    t.subscribe("billing.ping", (m) => m.reply && t.publish(m.reply, encodeBody("pong")), {
+      queue: "billing",
+    });
     const c = client({ retry: { attempts: 2, baseMs: 1, maxMs: 2 } });
     const shared = new AbortController();
     const before = timeouts();
@@ -264,6 +272,10 @@ describe("retries", () => {
     }
     const codes = (await Promise.all(calls)).map((e) => e.code);
     expect(new Set(codes)).toEqual(new Set(["CANCELLED", "TIMEOUT"]));
+    const pongs = await Promise.all(
+      Array.from({ length: 50 }, () => c.ping(undefined, { signal: shared.signal })),
+    );
+    expect(pongs).toEqual(Array(50).fill("pong"));
     const internals = (c as unknown as Record<symbol, () => { pending: number }>)[CLIENT_INTERNALS];
     expect(internals?.().pending).toBe(0);
     expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);

@@ -1,0 +1,51 @@
+/**
+ * The practical ceiling: one wildcard reply subscription, a Map from reply token to pending call, and
+ * `nc.publish()`. No timeouts, no validation, no headers.
+ */
+import { createInbox } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { makeResponse } from "../payload.js";
+import { createGate } from "./gate.js";
+import type { ImplFactory } from "./types.js";
+
+export const create: ImplFactory = async (servers) => {
+  const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
+  const gate = createGate();
+  server.subscribe("bench.charge", {
+    queue: "bench",
+    callback: (_err, msg) => {
+      const res = JSON.stringify(makeResponse(msg.json()));
+      const held = gate.pass();
+      if (held) void held.then(() => msg.respond(res));
+      else msg.respond(res);
+    },
+  });
+  await server.flush();
+  const inbox = createInbox();
+  const pending = new Map<string, (v: unknown) => void>();
+  let seq = 0;
+  client.subscribe(`${inbox}.*`, {
+    callback: (_err, msg) => {
+      const token = msg.subject.slice(inbox.length + 1);
+      const resolve = pending.get(token);
+      if (resolve) {
+        pending.delete(token);
+        resolve(msg.json());
+      }
+    },
+  });
+  return {
+    call: (req) =>
+      new Promise((resolve) => {
+        const token = (++seq).toString(36);
+        pending.set(token, resolve);
+        client.publish("bench.charge", JSON.stringify(req), { reply: `${inbox}.${token}` });
+      }),
+    hold: gate.hold,
+    release: gate.release,
+    arrived: () => gate.arrived,
+    close: async () => {
+      await Promise.all([client.close(), server.close()]);
+    },
+  };
+};

@@ -1,0 +1,30 @@
+/** Baseline: nats.js v3 `nc.request()` against a queue-group subscriber, hand-written JSON. */
+import { connect } from "@nats-io/transport-node";
+import { makeResponse } from "../payload.js";
+import { createGate } from "./gate.js";
+import type { ImplFactory } from "./types.js";
+
+export const create: ImplFactory = async (servers) => {
+  const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
+  const gate = createGate();
+  server.subscribe("bench.charge", {
+    queue: "bench",
+    callback: (_err, msg) => {
+      const res = JSON.stringify(makeResponse(msg.json()));
+      const held = gate.pass();
+      if (held) void held.then(() => msg.respond(res));
+      else msg.respond(res);
+    },
+  });
+  await server.flush();
+  return {
+    call: async (req) =>
+      (await client.request("bench.charge", JSON.stringify(req), { timeout: 60_000 })).json(),
+    hold: gate.hold,
+    release: gate.release,
+    arrived: () => gate.arrived,
+    close: async () => {
+      await Promise.all([client.close(), server.close()]);
+    },
+  };
+};

@@ -1,0 +1,302 @@
+/**
+ * The edges: races between a call and its caller, schemas and stores that throw, budgets out of range,
+ * shutdown with work queued. Each case once let a call hang, settle wrongly or lose a reply.
+ */
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { createClient } from "../../src/client.js";
+import { defineContract, method } from "../../src/contract.js";
+import { memoryDedupe } from "../../src/dedupe/memory.js";
+import type { DedupeStore } from "../../src/dedupe/types.js";
+import { isRpcError, type RpcError } from "../../src/errors.js";
+import { encodeBody } from "../../src/protocol.js";
+import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
+import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
+import type { TransportMessage } from "../../src/transport/types.js";
+import { billing, deferred } from "../fixtures/billing.js";
+
+const base: Handlers<typeof billing> = {
+  charge: (req, ctx) => ({ chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents }),
+  echo: ({ text }) => ({ text }),
+  ping: () => "pong" as const,
+};
+
+async function rejection(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isRpcError(err)) return err;
+    throw err;
+  }
+  throw new Error("expected the call to reject");
+}
+
+describe("robustness", () => {
+  let t: MemoryTransport;
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+    await t.close();
+  });
+  const serve = async <C extends typeof billing>(
+    handlers: Handlers<C>,
+    opts: Partial<ResponderOptions> = {},
+    contract = billing,
+  ) => {
+    const r = createResponder(contract, handlers as Handlers<typeof billing>, {
+      transport: t,
+      ...opts,
+    });
+    await r.start();
+    cleanup.push(() => r.stop());
+    return r;
+  };
+  const client = (opts = {}) => {
+    const c = createClient(billing, { transport: t, ...opts });
+    cleanup.push(() => c.close());
+    return c;
+  };
+  const countRequests = (subject: string) => {
+    const seen: TransportMessage[] = [];
+    t.subscribe(subject, (m) => seen.push(m));
+    return seen;
+  };
+
+  it("cancels a call aborted right after it was made, before anything is sent", async () => {
+    t = memoryTransport();
+    await serve(base);
+    const seen = countRequests("billing.echo");
+    const c = client();
+    const controller = new AbortController();
+    const call = rejection(c.echo({ text: "x" }, { signal: controller.signal }));
+    controller.abort();
+    expect((await call).code).toBe("CANCELLED");
+    expect((await rejection(c.echo({ text: "y" }, { signal: AbortSignal.abort() }))).code).toBe(
+      "CANCELLED",
+    );
+    await c.ping(undefined); // a later call: anything sent before it has been delivered
+    expect(seen).toHaveLength(0);
+  });
+
+  it("cancels a call when the client closes while its request is being validated", async () => {
+    t = memoryTransport();
+    await serve(base);
+    const seen = countRequests("billing.echo");
+    const c = createClient(billing, { transport: t });
+    const call = rejection(c.echo({ text: "x" }));
+    await c.close();
+    expect((await call).code).toBe("CANCELLED");
+    await t.flush();
+    expect(seen).toHaveLength(0);
+  });
+
+  it("keeps waiting for an unanswered attempt when the last attempt is refused, and takes its late reply", async () => {
+    t = memoryTransport();
+    const gate = deferred();
+    const refused = deferred();
+    await serve(
+      {
+        ...base,
+        echo: async ({ text }) => {
+          await gate.promise;
+          return { text: `done: ${text}` };
+        },
+      },
+      {
+        concurrency: 1,
+        maxQueue: 0,
+        dedupe: false,
+        logger: pino(
+          { level: "warn" },
+          { write: (line: string) => line.includes("overloaded") && refused.resolve() },
+        ),
+      },
+    );
+    // Attempt 1 runs (and stays busy); attempt 2 is refused with OVERLOADED. The call must not give up:
+    // attempt 1 finishes within the deadline and its reply completes the call.
+    const call = client({ retry: { attempts: 2, baseMs: 1, maxMs: 1 } }).echo(
+      { text: "slow" },
+      { timeoutMs: 2_000 },
+    );
+    await refused.promise;
+    gate.resolve();
+    await expect(call).resolves.toEqual({ text: "done: slow" });
+  });
+
+  it("turns a request schema that throws into INVALID_REQUEST on the client, and a reply schema that throws into INVALID_RESPONSE", async () => {
+    t = memoryTransport();
+    const boom = z.object({ text: z.string() }).refine(() => {
+      throw new Error("refine exploded");
+    });
+    const fragile = defineContract({
+      service: "billing",
+      version: "1.0.0",
+      methods: { echo: method({ request: boom, response: z.object({ text: z.string() }) }) },
+    });
+    const c = createClient(fragile, { transport: t });
+    cleanup.push(() => c.close());
+    const err = await rejection(c.echo({ text: "x" }));
+    expect(err.code).toBe("INVALID_REQUEST");
+    expect(err.message).toMatch(/the schema threw: refine exploded/);
+
+    const badReply = defineContract({
+      service: "billing",
+      version: "1.0.0",
+      methods: { echo: method({ request: z.object({ text: z.string() }), response: boom }) },
+    });
+    t.subscribe("billing.echo", (m) => m.reply && t.publish(m.reply, encodeBody({ text: "y" })));
+    const c2 = createClient(badReply, { transport: t, retry: { attempts: 1 } });
+    cleanup.push(() => c2.close());
+    expect((await rejection(c2.echo({ text: "x" }))).code).toBe("INVALID_RESPONSE");
+  });
+
+  it("rejects a request that cannot be encoded as JSON with INVALID_REQUEST, nothing sent", async () => {
+    t = memoryTransport();
+    const big = defineContract({
+      service: "billing",
+      version: "1.0.0",
+      methods: { echo: method({ request: z.object({ n: z.bigint() }), response: z.object({}) }) },
+    });
+    const c = createClient(big, { transport: t });
+    cleanup.push(() => c.close());
+    const err = await rejection(c.echo({ n: 1n }));
+    expect(err.code).toBe("INVALID_REQUEST");
+    expect(err.message).toMatch(/cannot be encoded as JSON/);
+  });
+
+  it("answers INTERNAL, and frees the dedupe claim, when the responder's schema throws", async () => {
+    t = memoryTransport();
+    const store = memoryDedupe();
+    let runs = 0;
+    const throwing = defineContract({
+      service: "billing",
+      version: "1.0.0",
+      methods: {
+        echo: method({
+          request: z.object({ text: z.string() }),
+          response: z.object({ text: z.string() }).refine(() => {
+            throw new Error("response refine exploded");
+          }),
+        }),
+      },
+    });
+    const r = createResponder(
+      throwing,
+      { echo: ({ text }) => (runs++, { text }) },
+      { transport: t, dedupe: store },
+    );
+    await r.start();
+    cleanup.push(() => r.stop());
+    const c = createClient(billing, { transport: t, retry: { attempts: 1 } });
+    cleanup.push(() => c.close());
+    expect((await rejection(c.echo({ text: "x" }, { id: "t1" }))).code).toBe("INTERNAL");
+    expect((await rejection(c.echo({ text: "x" }, { id: "t1" }))).code).toBe("INTERNAL");
+    expect(runs).toBe(2); // INTERNAL is not stored, and the claim did not stay "running"
+    expect(store.size).toBe(0);
+  });
+
+  it("still answers when the dedupe store fails to claim or to record", async () => {
+    t = memoryTransport();
+    let runs = 0;
+    const failing = (where: "claim" | "finish"): DedupeStore => ({
+      async claim(id, fp) {
+        if (where === "claim") throw new Error("store down");
+        const claim = await memoryDedupe().claim(id, fp);
+        if (claim.status !== "owner") return claim;
+        return {
+          status: "owner",
+          finish: async () => {
+            throw new Error("store down");
+          },
+        };
+      },
+    });
+    for (const where of ["claim", "finish"] as const) {
+      const r = createResponder(
+        billing,
+        { ...base, echo: ({ text }) => (runs++, { text }) },
+        {
+          transport: t,
+          dedupe: failing(where),
+          queue: where,
+        },
+      );
+      await r.start();
+      const c = createClient(billing, { transport: t, retry: { attempts: 1 } });
+      await expect(c.echo({ text: where })).resolves.toEqual({ text: where });
+      await c.close();
+      await r.stop();
+    }
+    expect(runs).toBe(2);
+  });
+
+  it("clamps a budget header beyond the timer range instead of aborting at once", async () => {
+    t = memoryTransport();
+    const seen = deferred<{ left: number; aborted: boolean }>();
+    await serve({
+      ...base,
+      echo: ({ text }, ctx) => {
+        seen.resolve({ left: ctx.deadline - Date.now(), aborted: ctx.signal.aborted });
+        return { text };
+      },
+    });
+    const got = deferred();
+    t.subscribe("raw.r", () => got.resolve());
+    t.publish("billing.echo", encodeBody({ text: "x" }), {
+      reply: "raw.r",
+      headers: { "Ricochet-Timeout": "99999999999" },
+    });
+    await got.promise;
+    const { left, aborted } = await seen.promise;
+    expect(aborted).toBe(false);
+    expect(left).toBeGreaterThan(24 * 24 * 3600 * 1000);
+    expect(left).toBeLessThanOrEqual(2 ** 31 - 1);
+  });
+
+  it("sends whole milliseconds, and refuses deadlines outside (0, 2^31-1] by name", async () => {
+    t = memoryTransport();
+    const seen = countRequests("billing.echo");
+    await serve(base);
+    await client().echo({ text: "x" }, { timeoutMs: 1500.7 });
+    expect(seen[0]?.header("Ricochet-Timeout")).toMatch(/^\d+$/);
+    expect(() => createClient(billing, { transport: t, timeoutMs: 2 ** 31 })).toThrow(
+      /timeoutMs must be a number of milliseconds/,
+    );
+    await expect(client().echo({ text: "x" }, { timeoutMs: 0 })).rejects.toThrow(
+      /call option timeoutMs/,
+    );
+  });
+
+  it("refuses extra headers that would overwrite ricochet's own", async () => {
+    t = memoryTransport();
+    await expect(
+      client().echo({ text: "x" }, { headers: { "nats-msg-id": "mine" } }),
+    ).rejects.toThrow(/may not set 'nats-msg-id'.*use the id option/);
+  });
+
+  it("stop() finishes queued calls as well as running ones", async () => {
+    t = memoryTransport();
+    const gate = deferred();
+    const started = deferred();
+    const responder = await serve(
+      {
+        ...base,
+        echo: async ({ text }) => {
+          started.resolve();
+          await gate.promise;
+          return { text };
+        },
+      },
+      { concurrency: 1 },
+    );
+    const c = client();
+    const calls = ["1", "2", "3"].map((text) => c.echo({ text }));
+    await started.promise;
+    await t.flush(); // the other two calls have arrived and wait in the queue
+    const stopping = responder.stop();
+    gate.resolve();
+    await stopping;
+    expect((await Promise.all(calls)).map((r) => r.text)).toEqual(["1", "2", "3"]);
+  });
+});
