@@ -19,7 +19,8 @@ export interface Plan {
 
 export interface WorkerResult {
   latency?: { p50us: number; p99us: number; count: number };
-  throughput?: Array<{ inflight: number; bytes: number; callsPerSec: number }>;
+  /** Calls per second, and this process's CPU time per call (client and responder together). */
+  throughput?: Array<{ inflight: number; bytes: number; callsPerSec: number; cpuUsPerCall: number }>;
   memory?: { bytesPerInflight: number; soakGrowth: number; soakCalls: number };
 }
 
@@ -71,11 +72,14 @@ async function throughput(impl: Impl, t: NonNullable<Plan["throughput"]>[number]
       }
     };
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: t.inflight }, worker));
-    return done / ((performance.now() - t0) / 1000);
+    const cpu = process.cpuUsage(cpu0);
+    return { rate: done / ((performance.now() - t0) / 1000), cpuUs: (cpu.user + cpu.system) / done };
   };
   await run(t.warmupMs);
-  return { inflight: t.inflight, bytes: t.bytes, callsPerSec: Math.round(await run(t.durationMs)) };
+  const { rate, cpuUs } = await run(t.durationMs);
+  return { inflight: t.inflight, bytes: t.bytes, callsPerSec: Math.round(rate), cpuUsPerCall: Number(cpuUs.toFixed(2)) };
 }
 
 async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {

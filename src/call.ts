@@ -40,18 +40,31 @@ export interface CallEnv {
  * A call from the first send to its one settlement. Listens to the caller's signals as an event
  * listener object (`handleEvent`), so a call allocates no closures of its own.
  */
+type Phase = "attempt" | "backoff" | "lingering";
+
+/**
+ * A call from the first send to its one settlement, as a small state machine:
+ *
+ * - `attempt`: a request is out; the timer is its share of the remaining budget.
+ * - `backoff`: waiting before the next attempt.
+ * - `lingering`: attempts are used up but one went unanswered, so its late reply may still come.
+ *
+ * It listens to the caller's signals as an event-listener object (`handleEvent`) and passes itself to
+ * its timer, so a call allocates no closures beyond its promise's.
+ */
 export class Call {
   settled = false;
   readonly promise: Promise<unknown>;
   #resolve!: (value: unknown) => void;
   #reject!: (reason: unknown) => void;
-  // One timer at a time: the current attempt's share of the deadline, or the backoff.
+  /** The one timer a call has at a time. */
   #timer: NodeJS.Timeout | undefined;
-  #wake: (() => void) | undefined;
-  #inAttempt = false;
-  #lastError: RpcError | undefined;
+  #phase: Phase = "attempt";
+  #attempt = 0;
+  /** A retryable refusal (no responders, overloaded) of the current attempt. */
+  #refusal: RpcError | undefined;
+  /** Whether some attempt ended with no answer at all (its handler may still be running). */
   #unanswered = false;
-  #sent = 0;
   readonly #started = Date.now();
 
   constructor(
@@ -72,7 +85,7 @@ export class Call {
     // A signal that aborted while the request was being validated fired before we listened.
     const aborted = signals.find((s) => s.aborted);
     if (aborted) this.cancel(aborted.reason);
-    else void this.#loop();
+    else this.#send();
     return this.promise;
   }
 
@@ -82,109 +95,101 @@ export class Call {
   }
 
   cancel(reason: unknown): void {
-    this.settle({
-      ok: false,
-      error: cancelledError(this.spec.scope.subject, this.spec.scope.callId, reason),
-    });
+    const { subject, callId } = this.spec.scope;
+    this.settle({ ok: false, error: cancelledError(subject, callId, reason) });
   }
 
   onReply(msg: TransportMessage): void {
     const outcome = readReply(this.spec.scope, msg);
-    if (outcome instanceof Promise) void outcome.then((o) => this.#settleOrRetry(o));
-    else this.#settleOrRetry(outcome);
+    if (outcome instanceof Promise) void outcome.then((o) => this.#onOutcome(o));
+    else this.#onOutcome(outcome);
   }
 
   settle(outcome: ReplyOutcome): void {
     if (this.settled) return;
     this.settled = true;
+    clearTimeout(this.#timer);
     this.env.pending.delete(this.spec.token);
     for (const s of this.spec.signals) s.removeEventListener("abort", this);
-    this.#wakeUp();
     if (outcome.ok) this.#resolve(outcome.value);
     else this.#reject(outcome.error);
   }
 
-  #settleOrRetry(outcome: ReplyOutcome): void {
+  #onOutcome(outcome: ReplyOutcome): void {
     if (this.settled) return;
     if (outcome.ok || !outcome.error.retryable) return this.settle(outcome);
-    // A retryable answer (no responders, overloaded, draining) ends the current attempt early.
-    // One that arrives during the backoff belongs to an earlier attempt and changes nothing.
-    if (this.#inAttempt) {
-      this.#lastError = outcome.error;
-      this.#wakeUp();
-    }
-  }
-
-  #wakeUp(): void {
+    // A retryable refusal ends the current attempt early. One that arrives during the backoff or
+    // while lingering belongs to an earlier attempt and changes nothing.
+    if (this.#phase !== "attempt") return;
     clearTimeout(this.#timer);
-    this.#wake?.();
+    this.#refusal = outcome.error;
+    this.#next();
   }
 
-  /** Waits `ms`, or less when the call settles or (during an attempt) a retryable answer arrives. */
-  #wait(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.#wake = resolve;
-      this.#timer = setTimeout(resolve, Math.min(ms, MAX_BUDGET_MS));
-    });
-  }
-
-  async #loop(): Promise<void> {
+  /** Sends the next attempt, with its share of what is left of the deadline. */
+  #send(): void {
     const { policy, deadline, headers, body, reply, scope } = this.spec;
-    const attempts = policy.attempts;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      const remaining = Math.floor(deadline - Date.now());
-      if (remaining <= 0) break;
-      this.#lastError = undefined;
-      headers[HEADER_TIMEOUT] = String(Math.min(remaining, MAX_BUDGET_MS));
-      if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
-      try {
-        this.env.transport.publish(scope.subject, body, { reply, headers });
-      } catch (err) {
-        return this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
-      }
-      this.#sent++;
-      this.#inAttempt = true;
-      await this.#wait(Math.ceil(remaining / (attempts - attempt + 1)));
-      this.#inAttempt = false;
-      if (this.settled) return;
-      // Read through a method: TypeScript cannot see the callbacks that set it during the await.
-      const refusal = this.#refusal();
-      if (refusal === undefined) this.#unanswered = true;
-      if (attempt === attempts) break;
-      const delayMs = Math.min(backoffMs(policy, attempt + 1), Math.max(0, deadline - Date.now()));
-      const code = refusal?.code ?? "TIMEOUT";
-      this.env.log.warn(
-        { callId: scope.callId, subject: scope.subject, attempt, delayMs, code },
-        "attempt failed; retrying",
-      );
-      if (delayMs > 0) await this.#wait(delayMs);
-      if (this.settled) return;
+    const remaining = Math.floor(deadline - Date.now());
+    if (remaining <= 0) return this.#fail();
+    const attempt = ++this.#attempt;
+    this.#phase = "attempt";
+    this.#refusal = undefined;
+    headers[HEADER_TIMEOUT] = String(Math.min(remaining, MAX_BUDGET_MS));
+    if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
+    try {
+      this.env.transport.publish(scope.subject, body, { reply, headers });
+    } catch (err) {
+      return this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
     }
-    // An attempt that got no answer may still be running: its late reply can complete the call, so
-    // keep listening until the deadline rather than failing early with the last attempt's refusal.
-    const left = deadline - Date.now();
-    if (this.#unanswered && left > 0) await this.#wait(left);
+    const share = Math.ceil(remaining / (policy.attempts - attempt + 1));
+    this.#timer = setTimeout(onTimer, Math.min(share, MAX_BUDGET_MS), this);
+  }
+
+  /** The timer fired: an attempt went unanswered, a backoff ended, or the deadline came. */
+  fire(): void {
     if (this.settled) return;
-    const last = this.#refusal();
-    this.settle({
-      ok: false,
-      error: last && last.code !== "TIMEOUT" ? last : this.#timeoutError(),
-    });
+    if (this.#phase === "backoff") return this.#send();
+    if (this.#phase === "lingering") return this.#fail();
+    this.#unanswered = true;
+    this.#next();
   }
 
-  #refusal(): RpcError | undefined {
-    return this.#lastError;
-  }
-
-  #timeoutError(): RpcError {
-    const { subject, callId } = this.spec.scope;
-    const sent = this.#sent;
-    return new RpcError(
-      "TIMEOUT",
-      `${subject} timed out after ${Date.now() - this.#started} ms (call ${callId}, ${sent} attempt${sent === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`,
-      { callId, subject },
+  /** The current attempt ended without a final answer: back off and retry, linger, or fail. */
+  #next(): void {
+    const { policy, deadline, scope } = this.spec;
+    const left = deadline - Date.now();
+    if (this.#attempt >= policy.attempts || left <= 0) {
+      // An attempt that got no answer may still be running: its late reply can complete the call,
+      // so keep listening until the deadline rather than fail early with the last refusal.
+      if (!this.#unanswered || left <= 0) return this.#fail();
+      this.#phase = "lingering";
+      this.#timer = setTimeout(onTimer, Math.min(left, MAX_BUDGET_MS), this);
+      return;
+    }
+    const delayMs = Math.min(backoffMs(policy, this.#attempt + 1), left);
+    const code = this.#refusal?.code ?? "TIMEOUT";
+    const { callId, subject } = scope;
+    this.env.log.warn(
+      { callId, subject, attempt: this.#attempt, delayMs, code },
+      "attempt failed; retrying",
     );
+    this.#phase = "backoff";
+    this.#timer = setTimeout(onTimer, delayMs, this);
   }
+
+  /** Settles with the last refusal, or TIMEOUT. */
+  #fail(): void {
+    const refusal = this.#refusal;
+    if (refusal && refusal.code !== "TIMEOUT") return this.settle({ ok: false, error: refusal });
+    const { subject, callId } = this.spec.scope;
+    const n = this.#attempt;
+    const message = `${subject} timed out after ${Date.now() - this.#started} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;
+    this.settle({ ok: false, error: new RpcError("TIMEOUT", message, { callId, subject }) });
+  }
+}
+
+function onTimer(call: Call): void {
+  call.fire();
 }
 
 /** The error for a call its signal aborted. */

@@ -28,7 +28,7 @@ import {
 } from "./protocol.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
-import { describeIssues, validate } from "./validate.js";
+import { describeIssues, type Validation, validate } from "./validate.js";
 
 /** Options for {@link createClient}. */
 export interface ClientOptions {
@@ -134,7 +134,8 @@ export function createClient<C extends AnyContract>(
       subject,
     });
 
-  async function call(
+  /** Checks the options and the request, then starts the call. Throws for anything wrong up front. */
+  function call(
     subject: string,
     m: AnyMethod,
     input: unknown,
@@ -161,55 +162,47 @@ export function createClient<C extends AnyContract>(
     const headers: Record<string, string> =
       opts.headers === undefined ? {} : checkHeaders(opts.headers, subject);
     headers[HEADER_CALL_ID] = id;
-
-    const checked = await validate(m.request, input);
-    if (!checked.ok) {
-      throw new RpcError(
-        "INVALID_REQUEST",
-        `${subject}: invalid request, nothing sent: ${describeIssues(checked.issues)}`,
-        {
+    const scope = { method: m, subject, callId: id };
+    const send = (checked: Validation): Promise<unknown> => {
+      if (!checked.ok) {
+        const message = `${subject}: invalid request, nothing sent: ${describeIssues(checked.issues)}`;
+        throw new RpcError("INVALID_REQUEST", message, {
           callId: id,
           subject,
           details: { issues: checked.issues },
-        },
-      );
-    }
+        });
+      }
+      const body = encodeRequest(checked.value, subject, id);
+      // close() may have run while an async schema validated the request.
+      if (closed) throw closedError(subject, id);
+      const token = (++seq).toString(36);
+      const reply = `${listen()}.${token}`;
+      return new Call(
+        { scope, policy, deadline, signals, body, headers, reply, token },
+        env,
+      ).start();
+    };
+    // Most schemas validate synchronously; only async refinements pay for a promise here.
+    const checked = validate(m.request, input);
+    return checked instanceof Promise ? checked.then(send) : send(checked);
+  }
+
+  function encodeRequest(value: unknown, subject: string, callId: string): Uint8Array {
     let body: Uint8Array;
     try {
-      body = encodeBody(checked.value);
+      body = encodeBody(value);
     } catch (err) {
-      throw new RpcError(
-        "INVALID_REQUEST",
-        `${subject}: the request cannot be encoded as JSON, nothing sent: ${String(err)}`,
-        {
-          callId: id,
-          subject,
-          cause: err,
-        },
-      );
+      const message = `${subject}: the request cannot be encoded as JSON, nothing sent: ${String(err)}`;
+      throw new RpcError("INVALID_REQUEST", message, { callId, subject, cause: err });
     }
     if (body.length > transport.maxPayload) {
       throw new RpcError(
         "PAYLOAD_TOO_LARGE",
         `${subject}: request of ${body.length} bytes exceeds the server's max_payload of ${transport.maxPayload}; send less, or raise max_payload`,
-        { callId: id, subject },
+        { callId, subject },
       );
     }
-    // close() may have run while the request was being validated.
-    if (closed) throw closedError(subject, id);
-    const token = (++seq).toString(36);
-    const scope = { method: m, subject, callId: id };
-    const spec = {
-      scope,
-      policy,
-      deadline,
-      signals,
-      body,
-      headers,
-      reply: `${listen()}.${token}`,
-      token,
-    };
-    return new Call(spec, env).start();
+    return body;
   }
 
   const client: Record<string | symbol, unknown> = {};
@@ -219,7 +212,13 @@ export function createClient<C extends AnyContract>(
         "createClient(): a method named 'close' clashes with client.close(); rename it",
       );
     const subject = methodSubject(contract.service, name);
-    client[name] = (input: unknown, opts?: CallOptions) => call(subject, m, input, opts);
+    client[name] = (input: unknown, opts?: CallOptions) => {
+      try {
+        return call(subject, m, input, opts);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
   }
   client.close = async () => {
     if (closed) return;

@@ -40,14 +40,16 @@ export async function execute(
   const scope = { callId: ctx.id, subject: ctx.subject };
   let result: unknown;
   try {
-    result = await handler(request, ctx);
+    result = handler(request, ctx);
+    if (result instanceof Promise) result = await result;
   } catch (err) {
     const replyError = await toReplyError(err, method, ctx, log);
     return errorReply(replyError, Object.hasOwn(method.errors, replyError.code));
   } finally {
     ctx.dispose();
   }
-  const out = await validate(method.response, result);
+  const pending = validate(method.response, result);
+  const out = pending instanceof Promise ? await pending : pending;
   if (!out.ok) {
     log.error(
       { ...scope, issues: out.issues },

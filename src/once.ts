@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Logger } from "pino";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { RpcError } from "./errors.js";
@@ -30,7 +30,7 @@ export interface OnceCall {
  * same bytes on every attempt, so a retry always matches.
  */
 export function fingerprint(method: string, data: Uint8Array): string {
-  return `${method}:${createHash("sha256").update(data).digest("base64url")}`;
+  return `${method}:${hash("sha256", data, "base64url")}`;
 }
 
 /** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */

@@ -211,7 +211,8 @@ export function createResponder<C extends AnyContract>(
       const details = { reason: (err as Error).message };
       return replyError(msg, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
-    const checked = await validate(method.request, body);
+    const pending = validate(method.request, body);
+    const checked = pending instanceof Promise ? await pending : pending;
     if (!checked.ok) {
       const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
       const details = { issues: checked.issues };

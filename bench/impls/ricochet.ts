@@ -35,7 +35,7 @@ function factory(dedupe: boolean): ImplFactory {
         transport: natsTransport(server),
         concurrency: 20_000,
         maxQueue: 20_000,
-        ...(dedupe ? { dedupe: memoryDedupe({ maxEntries: 200_000 }) } : {}),
+        dedupe: dedupe ? memoryDedupe({ maxEntries: Number(process.env.DEDUPE_MAX ?? 10_000) }) : false,
       },
     );
     await responder.start();

@@ -11,6 +11,7 @@ import {
   headers as natsHeaders,
 } from "@nats-io/nats-core";
 import { PayloadTooLargeError } from "./errors.js";
+import { isValidHeader, RecordHeaders } from "./nats-headers.js";
 import type {
   PublishOptions,
   SubscribeOptions,
@@ -28,8 +29,11 @@ export interface NatsTransportOptions {
   inboxPrefix?: string;
 }
 
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 class NatsMessage implements TransportMessage {
   readonly status: number;
+  #headers: Record<string, string> | undefined;
   constructor(private readonly msg: Msg) {
     const h = msg.headers;
     this.status = h === undefined ? 0 : h.code;
@@ -43,23 +47,36 @@ class NatsMessage implements TransportMessage {
   get data(): Uint8Array {
     return this.msg.data;
   }
+  /** The headers as a record, read once: nats.js's own lookups search and allocate on every call. */
+  #record(): Readonly<Record<string, string>> {
+    if (this.#headers === undefined) {
+      const h = this.msg.headers;
+      if (h === undefined) return NO_HEADERS;
+      const record: Record<string, string> = {};
+      for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
+      this.#headers = record;
+    }
+    return this.#headers;
+  }
   header(name: string): string | undefined {
-    const h = this.msg.headers;
-    if (h === undefined || !h.has(name)) return undefined;
-    return h.get(name);
+    const record = this.#record();
+    return Object.hasOwn(record, name) ? record[name] : undefined;
   }
   headers(): Record<string, string> {
-    const out: Record<string, string> = {};
-    const h = this.msg.headers;
-    if (h) for (const [key, values] of h) if (values[0] !== undefined) out[key] = values[0];
-    return out;
+    return { ...this.#record() };
   }
 }
 
-function toMsgHdrs(record: Record<string, string>): MsgHdrs {
-  const h = natsHeaders();
-  for (const key in record) h.set(key, record[key] as string);
-  return h;
+function checked(headers: Record<string, string>): Record<string, string> {
+  for (const name in headers) {
+    const value = headers[name] as string;
+    if (!isValidHeader(name, value)) {
+      throw new TypeError(
+        `invalid header ${JSON.stringify(name)}: ${JSON.stringify(value)}; names are tokens, values one line`,
+      );
+    }
+  }
+  return headers;
 }
 
 /**
@@ -78,7 +95,8 @@ export function natsTransport(nc: NatsConnection, options: NatsTransportOptions 
       return nc.info?.max_payload ?? 1024 * 1024;
     },
     publish(subject: string, data: Uint8Array, opts: PublishOptions = {}) {
-      const headers = opts.headers === undefined ? undefined : toMsgHdrs(opts.headers);
+      const headers =
+        opts.headers === undefined ? undefined : new RecordHeaders(checked(opts.headers));
       try {
         if (headers === undefined) {
           nc.publish(subject, data, opts.reply === undefined ? undefined : { reply: opts.reply });

@@ -78,6 +78,17 @@ describe("memoryDedupe store", () => {
     expect((await store.claim("id-1", "f")).status).toBe("owner");
   });
 
+  it("keeps its use-order queue bounded when a few calls are replayed many times", async () => {
+    const store = memoryDedupe({ maxEntries: 100 });
+    for (let i = 0; i < 10; i++) {
+      const c = await store.claim(`id-${i}`, "f");
+      if (c.status === "owner") await c.finish(reply(String(i)), true);
+    }
+    for (let n = 0; n < 50_000; n++) await store.claim(`id-${n % 10}`, "f");
+    expect(store.size).toBe(10);
+    expect(store.queueLength).toBeLessThan(2 * 10 + 1024 + 1);
+  });
+
   it("rejects bad options by name", () => {
     expect(() => memoryDedupe({ ttlMs: 0 })).toThrow(/ttlMs must be a number > 0/);
     expect(() => memoryDedupe({ maxEntries: 0.5 })).toThrow(/maxEntries must be an integer >= 1/);
