@@ -7,7 +7,7 @@
 import { performance } from "node:perf_hooks";
 import { create as handwritten } from "./impls/handwritten.js";
 import { create as natsRequest } from "./impls/nats-request.js";
-import { create as ricochet, createWithDedupe as ricochetDedupe } from "./impls/ricochet.js";
+import { create as ricochet, createWithoutDedupe as ricochetNoDedupe } from "./impls/ricochet.js";
 import type { Impl, ImplFactory } from "./impls/types.js";
 import { makeRequest } from "./payload.js";
 
@@ -20,7 +20,12 @@ export interface Plan {
 export interface WorkerResult {
   latency?: { p50us: number; p99us: number; count: number };
   /** Calls per second, and this process's CPU time per call (client and responder together). */
-  throughput?: Array<{ inflight: number; bytes: number; callsPerSec: number; cpuUsPerCall: number }>;
+  throughput?: Array<{
+    inflight: number;
+    bytes: number;
+    callsPerSec: number;
+    cpuUsPerCall: number;
+  }>;
   memory?: { bytesPerInflight: number; soakGrowth: number; soakCalls: number };
 }
 
@@ -28,7 +33,7 @@ const factories: Record<string, () => Promise<ImplFactory>> = {
   "nats-request": async () => natsRequest,
   handwritten: async () => handwritten,
   ricochet: async () => ricochet,
-  "ricochet-dedupe": async () => ricochetDedupe,
+  "ricochet-nodedupe": async () => ricochetNoDedupe,
   services: async () => (await import("./impls/services.js")).create,
   moleculer: async () => (await import("./impls/moleculer.js")).create,
 };
@@ -75,11 +80,19 @@ async function throughput(impl: Impl, t: NonNullable<Plan["throughput"]>[number]
     const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: t.inflight }, worker));
     const cpu = process.cpuUsage(cpu0);
-    return { rate: done / ((performance.now() - t0) / 1000), cpuUs: (cpu.user + cpu.system) / done };
+    return {
+      rate: done / ((performance.now() - t0) / 1000),
+      cpuUs: (cpu.user + cpu.system) / done,
+    };
   };
   await run(t.warmupMs);
   const { rate, cpuUs } = await run(t.durationMs);
-  return { inflight: t.inflight, bytes: t.bytes, callsPerSec: Math.round(rate), cpuUsPerCall: Number(cpuUs.toFixed(2)) };
+  return {
+    inflight: t.inflight,
+    bytes: t.bytes,
+    callsPerSec: Math.round(rate),
+    cpuUsPerCall: Number(cpuUs.toFixed(2)),
+  };
 }
 
 async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {

@@ -45,7 +45,8 @@ export async function runOnce(
   for (;;) {
     let claim: Awaited<ReturnType<DedupeStore["claim"]>>;
     try {
-      claim = await store.claim(call.id, print);
+      const pending = store.claim(call.id, print);
+      claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
       // A store that is down must not stop the service: run without deduplication, and say so.
       log.error({ ...scope, err }, "dedupe store failed; running the call without deduplication");
@@ -54,7 +55,8 @@ export async function runOnce(
     if (claim.status === "owner") {
       const outcome = await run();
       try {
-        await claim.finish(outcome.reply, outcome.keep);
+        const finishing = claim.finish(outcome.reply, outcome.keep);
+        if (finishing instanceof Promise) await finishing;
       } catch (err) {
         // The handler ran; its caller gets the reply even if the store could not record it.
         log.error(

@@ -121,7 +121,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     entries.set(id, entry);
     return {
       status: "owner",
-      finish: async (reply, keep) => {
+      finish: (reply, keep) => {
         if (entries.get(id) !== entry) return;
         entries.delete(id);
         if (keep) {
@@ -147,7 +147,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     get queueLength() {
       return ids.length - head;
     },
-    async claim(id, fingerprint) {
+    claim(id, fingerprint): Claim {
       const e = entries.get(id);
       if (e === undefined) return owner(id, fingerprint);
       if (e.state === "done" && e.expiresAt <= now()) {

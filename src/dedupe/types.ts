@@ -16,7 +16,7 @@ export interface StoredReply {
 /** What a store says when a call id arrives. */
 export type Claim =
   /** First arrival: run the handler, then call `finish`. */
-  | { readonly status: "owner"; finish(reply: StoredReply, keep: boolean): Promise<void> }
+  | { readonly status: "owner"; finish(reply: StoredReply, keep: boolean): void | Promise<void> }
   /** A finished execution with this id: send its reply again. */
   | { readonly status: "done"; readonly reply: StoredReply }
   /**
@@ -36,6 +36,8 @@ export interface DedupeStore {
   /**
    * Claims `id` for a request identified by `fingerprint` (method and body). Concurrent claims of one
    * id get one `owner`; the rest get `running`, then `done` once the owner finished with `keep`.
+   * A store that answers from memory may return the claim itself rather than a promise, which saves
+   * the responder a promise and a microtask per call.
    */
-  claim(id: string, fingerprint: string): Promise<Claim>;
+  claim(id: string, fingerprint: string): Claim | Promise<Claim>;
 }

@@ -29,11 +29,11 @@ function launch(
   binary: string,
   port: number,
   storeDir: string,
+  wrap: string[] = [],
 ): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const argv = [...wrap, binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     let settled = false;
     const fail = (err: Error) => {
@@ -71,13 +71,21 @@ function exited(child: ChildProcess): Promise<void> {
 }
 
 /** Starts a nats-server with JetStream on a free port (`-p -1`, the port read from its log). */
-export async function startNatsServer(options: { binary?: string } = {}): Promise<NatsServer> {
+export async function startNatsServer(
+  options: {
+    /** The server binary. @default "nats-server" */
+    binary?: string;
+    /** A command to run it under, e.g. `["taskset", "-c", "0"]` to pin it to a CPU. */
+    wrap?: string[];
+  } = {},
+): Promise<NatsServer> {
   const binary = options.binary ?? "nats-server";
+  const wrap = options.wrap ?? [];
   const storeDir = mkdtempSync(join(tmpdir(), "ricochet-nats-"));
   let child: ChildProcess;
   let port: number;
   try {
-    ({ child, port } = await launch(binary, -1, storeDir));
+    ({ child, port } = await launch(binary, -1, storeDir, wrap));
   } catch (err) {
     rmSync(storeDir, { recursive: true, force: true });
     throw err;
@@ -96,7 +104,7 @@ export async function startNatsServer(options: { binary?: string } = {}): Promis
     stop,
     async restart() {
       await stop();
-      ({ child, port } = await launch(binary, port, storeDir));
+      ({ child, port } = await launch(binary, port, storeDir, wrap));
     },
     async [Symbol.asyncDispose]() {
       await stop();

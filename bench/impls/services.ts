@@ -1,0 +1,34 @@
+/** Peer: a `@nats-io/services` (NATS micro) endpoint, called with `nc.request()` as its docs show. */
+
+import { Svcm } from "@nats-io/services";
+import { connect } from "@nats-io/transport-node";
+import { makeResponse } from "../payload.js";
+import { createGate } from "./gate.js";
+import type { ImplFactory } from "./types.js";
+
+export const create: ImplFactory = async (servers) => {
+  const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
+  const gate = createGate();
+  const service = await new Svcm(server).add({ name: "bench", version: "1.0.0" });
+  service.addEndpoint("charge", {
+    subject: "bench.charge",
+    handler: (_err, msg) => {
+      const res = JSON.stringify(makeResponse(msg.json()));
+      const held = gate.pass();
+      if (held) void held.then(() => msg.respond(res));
+      else msg.respond(res);
+    },
+  });
+  await server.flush();
+  return {
+    call: async (req) =>
+      (await client.request("bench.charge", JSON.stringify(req), { timeout: 60_000 })).json(),
+    hold: gate.hold,
+    release: gate.release,
+    arrived: () => gate.arrived,
+    close: async () => {
+      await service.stop();
+      await Promise.all([client.close(), server.close()]);
+    },
+  };
+};
