@@ -117,7 +117,10 @@ export class Call {
 
   #onOutcome(outcome: ReplyOutcome): void {
     if (this.settled) return;
-    if (outcome.ok || !outcome.error.retryable) return this.settle(outcome);
+    if (outcome.ok || !outcome.error.retryable) {
+      this.settle(outcome);
+      return;
+    }
     // A retryable refusal ends the current attempt early. One that arrives during the backoff or
     // while lingering belongs to an earlier attempt and changes nothing.
     if (this.#phase !== "attempt") return;
@@ -130,7 +133,10 @@ export class Call {
   #send(): void {
     const { policy, deadline, headers, body, reply, scope } = this.spec;
     const remaining = Math.floor(deadline - Date.now());
-    if (remaining <= 0) return this.#fail();
+    if (remaining <= 0) {
+      this.#fail();
+      return;
+    }
     const attempt = ++this.#attempt;
     this.#phase = "attempt";
     this.#refusal = undefined;
@@ -139,7 +145,8 @@ export class Call {
     try {
       this.env.transport.publish(scope.subject, body, { reply, headers });
     } catch (err) {
-      return this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
+      this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
+      return;
     }
     const share = Math.ceil(remaining / (policy.attempts - attempt + 1));
     this.#timer = setTimeout(onTimer, Math.min(share, MAX_BUDGET_MS), this);
@@ -148,8 +155,14 @@ export class Call {
   /** The timer fired: an attempt went unanswered, a backoff ended, or the deadline came. */
   fire(): void {
     if (this.settled) return;
-    if (this.#phase === "backoff") return this.#send();
-    if (this.#phase === "lingering") return this.#fail();
+    if (this.#phase === "backoff") {
+      this.#send();
+      return;
+    }
+    if (this.#phase === "lingering") {
+      this.#fail();
+      return;
+    }
     this.#unanswered = true;
     this.#next();
   }
@@ -161,7 +174,10 @@ export class Call {
     if (this.#attempt >= policy.attempts || left <= 0) {
       // An attempt that got no answer may still be running: its late reply can complete the call,
       // so keep listening until the deadline rather than fail early with the last refusal.
-      if (!this.#unanswered || left <= 0) return this.#fail();
+      if (!this.#unanswered || left <= 0) {
+        this.#fail();
+        return;
+      }
       this.#phase = "lingering";
       this.#timer = setTimeout(onTimer, Math.min(left, MAX_BUDGET_MS), this);
       return;
@@ -180,7 +196,10 @@ export class Call {
   /** Settles with the last refusal, or TIMEOUT. */
   #fail(): void {
     const refusal = this.#refusal;
-    if (refusal && refusal.code !== "TIMEOUT") return this.settle({ ok: false, error: refusal });
+    if (refusal && refusal.code !== "TIMEOUT") {
+      this.settle({ ok: false, error: refusal });
+      return;
+    }
     const { subject, callId } = this.spec.scope;
     const n = this.#attempt;
     const message = `${subject} timed out after ${Date.now() - this.#started} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;

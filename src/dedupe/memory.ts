@@ -175,7 +175,8 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
               resolve(undefined);
             };
             signal.addEventListener("abort", onAbort, { once: true });
-            (e.waiters ??= []).push(done);
+            if (e.waiters) e.waiters.push(done);
+            else e.waiters = [done];
           }),
       };
     },

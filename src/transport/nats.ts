@@ -3,13 +3,7 @@
  *
  * @module
  */
-import {
-  createInbox,
-  type Msg,
-  type MsgHdrs,
-  type NatsConnection,
-  headers as natsHeaders,
-} from "@nats-io/nats-core";
+import { createInbox, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { PayloadTooLargeError } from "./errors.js";
 import { isValidHeader, RecordHeaders } from "./nats-headers.js";
 import type {

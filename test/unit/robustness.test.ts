@@ -202,7 +202,12 @@ describe("robustness", () => {
     });
     const r = createResponder(
       throwing,
-      { echo: ({ text }) => (runs++, { text }) },
+      {
+        echo: ({ text }) => {
+          runs++;
+          return { text };
+        },
+      },
       { transport: t, dedupe: store },
     );
     await r.start();
@@ -234,7 +239,13 @@ describe("robustness", () => {
     for (const where of ["claim", "finish"] as const) {
       const r = createResponder(
         billing,
-        { ...base, echo: ({ text }) => (runs++, { text }) },
+        {
+          ...base,
+          echo: ({ text }) => {
+            runs++;
+            return { text };
+          },
+        },
         {
           transport: t,
           dedupe: failing(where),
