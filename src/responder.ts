@@ -11,6 +11,7 @@ import { type CallContext, LazyContext } from "./context.js";
 import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
 import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
+import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
 import { RpcError } from "./errors.js";
 import { execute } from "./execute.js";
 import { runOnce } from "./once.js";
@@ -19,6 +20,8 @@ import {
   encodeError,
   HEADER_ATTEMPT,
   HEADER_CALL_ID,
+  HEADER_ERROR,
+  HEADER_ERROR_CODE,
   HEADER_TIMEOUT,
   MAX_BUDGET_MS,
   methodSubject,
@@ -56,6 +59,14 @@ export interface ResponderOptions {
   /** A pino logger; ricochet logs through a child of it. @default a silent logger */
   logger?: Logger;
   /**
+   * Answers the NATS micro discovery protocol (`$SRV.PING|INFO|STATS`), so `nats micro ls` and other
+   * micro clients list this responder, its methods with their JSON Schemas, and its statistics.
+   * @default true
+   */
+  discovery?: boolean;
+  /** This instance's id in discovery. @default a new nanoid */
+  instanceId?: string;
+  /**
    * Deduplicates calls by id: one id runs its handler at most once for everything sharing the store;
    * duplicates in flight share the first execution, later ones get its stored reply. `false` turns it
    * off; then a retried call (after a lost reply or a slow attempt) can run its handler again.
@@ -75,13 +86,23 @@ export interface Responder {
   stop(): Promise<void>;
   /** Handlers running now. */
   readonly inFlight: number;
+  /** This instance's id, as discovery reports it. */
+  readonly id: string;
+  /** Per-method totals since start: calls answered, error replies, the last error, time to reply. */
+  stats(): Record<
+    string,
+    { requests: number; errors: number; lastError: string; processingMs: number }
+  >;
 }
 
 interface Job {
   name: string;
   method: AnyMethod;
   msg: TransportMessage;
+  /** Epoch ms, for the deadline. */
   received: number;
+  /** performance.now() at receipt, for statistics. */
+  t0: number;
 }
 
 /**
@@ -125,6 +146,11 @@ export function createResponder<C extends AnyContract>(
     role: "responder",
   });
 
+  const discovery = options.discovery ?? true;
+  const id = options.instanceId ?? nanoid();
+  if (!/^[A-Za-z0-9_-]+$/.test(id))
+    throw new TypeError(`instanceId '${id}' must be letters, digits, '-' or '_'`);
+  const stats = new Map(Object.keys(contract.methods).map((name) => [name, new EndpointStats()]));
   let subs: TransportSubscription[] = [];
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
@@ -132,7 +158,14 @@ export function createResponder<C extends AnyContract>(
   const waiting: Job[] = [];
   let idle: (() => void) | undefined;
 
-  const replyError = (msg: TransportMessage, err: RpcError) => {
+  /** Counts the call in its method's statistics, as answered now. */
+  const recordStats = (job: Job, error?: { status: number; message: string }) => {
+    stats.get(job.name)?.record(performance.now() - job.t0, error);
+  };
+
+  const replyError = (job: Job, err: RpcError) => {
+    recordStats(job, { status: err.status, message: err.message });
+    const msg = job.msg;
     if (msg.reply === undefined) return;
     const encoded = encodeError(err);
     try {
@@ -143,7 +176,7 @@ export function createResponder<C extends AnyContract>(
   };
 
   const onMessage = (name: string, method: AnyMethod, msg: TransportMessage) => {
-    const job = { name, method, msg, received: Date.now() };
+    const job = { name, method, msg, received: Date.now(), t0: performance.now() };
     if (active < concurrency) void run(job);
     else if (waiting.length < maxQueue) waiting.push(job);
     else {
@@ -152,7 +185,7 @@ export function createResponder<C extends AnyContract>(
         "overloaded; refusing a call",
       );
       replyError(
-        msg,
+        job,
         new RpcError(
           "OVERLOADED",
           `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`,
@@ -168,7 +201,7 @@ export function createResponder<C extends AnyContract>(
     } catch (err) {
       // handle() answers every failure itself; reaching here is a bug in ricochet, not in the caller.
       log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
-      replyError(job.msg, new RpcError("INTERNAL", `${job.msg.subject}: internal error`));
+      replyError(job, new RpcError("INTERNAL", `${job.msg.subject}: internal error`));
     } finally {
       active--;
       const next = waiting.shift();
@@ -177,21 +210,31 @@ export function createResponder<C extends AnyContract>(
     }
   };
 
-  const send = (msg: TransportMessage, reply: StoredReply) => {
+  const send = (job: Job, reply: StoredReply) => {
+    const headers = reply.headers;
+    const code = headers?.[HEADER_ERROR_CODE];
+    recordStats(
+      job,
+      code === undefined
+        ? undefined
+        : { status: Number(code), message: headers?.[HEADER_ERROR] ?? "" },
+    );
+    const msg = job.msg;
     if (msg.reply === undefined) return;
     try {
       transport.publish(
         msg.reply,
         reply.data,
-        reply.headers === undefined ? {} : { headers: { ...reply.headers } },
+        headers === undefined ? {} : { headers: { ...headers } },
       );
     } catch (err) {
       log.error({ err, subject: msg.subject }, "could not send the reply");
-      if (reply.headers === undefined) replyError(msg, sendError(err, msg.subject));
+      if (headers === undefined) replyError(job, sendError(err, msg.subject));
     }
   };
 
-  const handle = async ({ name, method, msg, received }: Job) => {
+  const handle = async (job: Job) => {
+    const { name, method, msg, received } = job;
     const subject = msg.subject;
     const sentId = msg.header(HEADER_CALL_ID);
     const id = sentId || nanoid();
@@ -201,7 +244,7 @@ export function createResponder<C extends AnyContract>(
     if (Date.now() >= deadline) {
       log.debug(scope, "deadline passed while the call waited; handler not run");
       const message = `${subject}: the deadline passed before the handler started (call ${id})`;
-      return replyError(msg, new RpcError("TIMEOUT", message, scope));
+      return replyError(job, new RpcError("TIMEOUT", message, scope));
     }
     let body: unknown;
     try {
@@ -209,14 +252,14 @@ export function createResponder<C extends AnyContract>(
     } catch (err) {
       const message = `${subject}: the request body is not valid JSON (call ${id})`;
       const details = { reason: (err as Error).message };
-      return replyError(msg, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+      return replyError(job, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
     const pending = validate(method.request, body);
     const checked = pending instanceof Promise ? await pending : pending;
     if (!checked.ok) {
       const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
       const details = { issues: checked.issues };
-      return replyError(msg, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+      return replyError(job, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
     const attempt = parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1;
     const handler = handlerOf[name] as (request: unknown, ctx: LazyContext) => unknown;
@@ -225,14 +268,27 @@ export function createResponder<C extends AnyContract>(
       return execute(handler, checked.value, method, ctx, log);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
-    if (dedupe === undefined || !sentId) return send(msg, (await run()).reply);
+    if (dedupe === undefined || !sentId) return send(job, (await run()).reply);
     const call = { id, method: name, data: msg.data, deadline, subject };
-    send(msg, await runOnce(dedupe, call, run, log));
+    send(job, await runOnce(dedupe, call, run, log));
   };
 
   return {
     get inFlight() {
       return active;
+    },
+    id,
+    stats() {
+      const out: ReturnType<Responder["stats"]> = {};
+      for (const [name, s] of stats) {
+        out[name] = {
+          requests: s.requests,
+          errors: s.errors,
+          lastError: s.lastError,
+          processingMs: s.processingNs / 1e6,
+        };
+      }
+      return out;
     },
     start() {
       if (stopping)
@@ -250,8 +306,16 @@ export function createResponder<C extends AnyContract>(
             },
           ),
         );
+        if (discovery) {
+          const endpoints = endpointsOf(contract, queue, (name) =>
+            methodSubject(contract.service, name),
+          );
+          subs.push(
+            ...serveDiscovery(transport, { contract, id, started: new Date(), endpoints, stats }),
+          );
+        }
         await transport.flush();
-        log.info({ queue, methods: Object.keys(contract.methods) }, "responder started");
+        log.info({ queue, id, methods: Object.keys(contract.methods) }, "responder started");
       })();
       return starting;
     },
