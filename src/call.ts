@@ -34,11 +34,14 @@ export interface CallEnv {
   readonly log: Logger;
   /** The client's table of pending calls, by token: replies and close() reach calls through it. */
   readonly pending: Map<string, Call>;
+  /** Cancels `call` when `signal` aborts (one listener per signal and client, however many calls). */
+  watch(signal: AbortSignal, call: Call): void;
+  /** Stops watching, once `call` settled. */
+  unwatch(signal: AbortSignal, call: Call): void;
 }
 
 /**
- * A call from the first send to its one settlement. Listens to the caller's signals as an event
- * listener object (`handleEvent`), so a call allocates no closures of its own.
+ * A call from the first send to its one settlement.
  */
 type Phase = "attempt" | "backoff" | "lingering";
 
@@ -49,8 +52,8 @@ type Phase = "attempt" | "backoff" | "lingering";
  * - `backoff`: waiting before the next attempt.
  * - `lingering`: attempts are used up but one went unanswered, so its late reply may still come.
  *
- * It listens to the caller's signals as an event-listener object (`handleEvent`) and passes itself to
- * its timer, so a call allocates no closures beyond its promise's.
+ * The client cancels it when a caller's signal aborts, and it passes itself to its timer, so a call
+ * allocates no closures beyond its promise's.
  */
 export class Call {
   settled = false;
@@ -81,17 +84,12 @@ export class Call {
   start(): Promise<unknown> {
     const { signals, token } = this.spec;
     this.env.pending.set(token, this);
-    for (const s of signals) s.addEventListener("abort", this, { once: true });
+    for (const s of signals) this.env.watch(s, this);
     // A signal that aborted while the request was being validated fired before we listened.
     const aborted = signals.find((s) => s.aborted);
     if (aborted) this.cancel(aborted.reason);
     else this.#send();
     return this.promise;
-  }
-
-  /** The caller's signal aborted. */
-  handleEvent(event: Event): void {
-    this.cancel((event.target as AbortSignal).reason);
   }
 
   cancel(reason: unknown): void {
@@ -110,7 +108,7 @@ export class Call {
     this.settled = true;
     clearTimeout(this.#timer);
     this.env.pending.delete(this.spec.token);
-    for (const s of this.spec.signals) s.removeEventListener("abort", this);
+    for (const s of this.spec.signals) this.env.unwatch(s, this);
     if (outcome.ok) this.#resolve(outcome.value);
     else this.#reject(outcome.error);
   }

@@ -27,6 +27,7 @@ import {
   methodSubject,
 } from "./protocol.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
+import { isValidHeader } from "./transport/headers.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
 import { describeIssues, type Validation, validate } from "./validate.js";
 
@@ -115,7 +116,31 @@ export function createClient<C extends AnyContract>(
     if (call) call.onReply(msg);
     else log.debug({ subject: msg.subject }, "reply for a call that already settled; dropped");
   };
-  const env = { transport, log, pending };
+  // One abort listener per signal, however many calls share it (a request-scoped signal often does).
+  const watched = new WeakMap<AbortSignal, { calls: Set<Call>; listener: () => void }>();
+  const watch = (signal: AbortSignal, call: Call) => {
+    let entry = watched.get(signal);
+    if (entry === undefined) {
+      const calls = new Set<Call>();
+      const listener = () => {
+        for (const c of [...calls]) c.cancel(signal.reason);
+      };
+      entry = { calls, listener };
+      watched.set(signal, entry);
+      signal.addEventListener("abort", listener, { once: true });
+    }
+    entry.calls.add(call);
+  };
+  const unwatch = (signal: AbortSignal, call: Call) => {
+    const entry = watched.get(signal);
+    if (entry === undefined) return;
+    entry.calls.delete(call);
+    if (entry.calls.size === 0) {
+      signal.removeEventListener("abort", entry.listener);
+      watched.delete(signal);
+    }
+  };
+  const env = { transport, log, pending, watch, unwatch };
   let inbox: string | undefined;
   let inboxLength = 0;
   const listen = (): string => {
@@ -253,7 +278,12 @@ const RESERVED = new Set(
 );
 
 function checkHeaders(headers: Record<string, string>, subject: string): Record<string, string> {
-  for (const name of Object.keys(headers)) {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!isValidHeader(name, value)) {
+      throw new TypeError(
+        `${subject}: call option headers: invalid header ${JSON.stringify(name)}: ${JSON.stringify(value)}; names are tokens, values one line`,
+      );
+    }
     if (RESERVED.has(name.toLowerCase())) {
       throw new TypeError(
         `${subject}: call option headers may not set '${name}'; ricochet sets it (use the id option for Nats-Msg-Id)`,

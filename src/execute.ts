@@ -22,7 +22,15 @@ export interface Execution {
 
 /** Builds the wire form of an error reply. */
 export function errorReply(err: RpcError, keep = false): Execution {
-  return { reply: encodeError(err), keep, code: err.code };
+  try {
+    return { reply: encodeError(err), keep, code: err.code };
+  } catch {
+    // Details JSON cannot hold (a bigint, a cycle): answer INTERNAL rather than fail to answer.
+    const internal = new RpcError("INTERNAL", `${err.subject ?? "call"}: internal error`, {
+      ...(err.callId === undefined ? {} : { callId: err.callId }),
+    });
+    return { reply: encodeError(internal), keep: false, code: internal.code };
+  }
 }
 
 /**

@@ -53,7 +53,17 @@ export async function runOnce(
       return (await run()).reply;
     }
     if (claim.status === "owner") {
-      const outcome = await run();
+      let outcome: Execution;
+      try {
+        outcome = await run();
+      } catch (err) {
+        // Never leave the claim running: duplicates would wait on it until their deadlines, forever.
+        const failed = errorReply(
+          new RpcError("INTERNAL", `${call.subject}: internal error (call ${call.id})`, scope),
+        );
+        await Promise.resolve(claim.finish(failed.reply, false)).catch(() => undefined);
+        throw err;
+      }
       try {
         const finishing = claim.finish(outcome.reply, outcome.keep);
         if (finishing instanceof Promise) await finishing;

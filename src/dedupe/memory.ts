@@ -1,5 +1,6 @@
 /**
- * An in-process {@link DedupeStore}: bounded by entry count (least recently used go first) and by age.
+ * An in-process {@link DedupeStore}: at most `maxEntries` finished calls (least recently used go
+ * first), each replayed for at most `ttlMs`.
  *
  * @module
  */
@@ -25,7 +26,10 @@ export interface MemoryDedupeOptions {
 
 /** A {@link DedupeStore} with its size, for monitoring and tests. */
 export interface MemoryDedupeStore extends DedupeStore {
-  /** Entries held now: running plus finished and not yet expired or evicted. */
+  /**
+   * Entries held now: running, plus finished ones not yet evicted. An expired entry is dropped when its
+   * id arrives again or when it is the least recently used past `maxEntries`, so it may still count.
+   */
   readonly size: number;
   /** @internal Slots in the use-order queue, for the test that it stays bounded. */
   readonly queueLength: number;
@@ -122,7 +126,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     return {
       status: "owner",
       finish: (reply, keep) => {
-        if (entries.get(id) !== entry) return;
+        if (entry.state !== "running" || entries.get(id) !== entry) return; // finished already
         entries.delete(id);
         if (keep) {
           entry.state = "done";
@@ -133,6 +137,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
           touch(id, entry);
           evict();
         }
+        entry.state = "done";
         const waiters = entry.waiters;
         entry.waiters = undefined;
         if (waiters) for (const w of waiters) w(reply);

@@ -6,6 +6,7 @@
  * @module
  */
 import { PayloadTooLargeError } from "./errors.js";
+import { assertValidHeaders } from "./headers.js";
 import { isValidPublishSubject, isValidSubscribeSubject, subjectMatches } from "./subject.js";
 import type {
   PublishOptions,
@@ -137,7 +138,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTra
         opts.reply,
         data.slice(),
         0,
-        opts.headers ? { ...opts.headers } : NO_HEADERS,
+        opts.headers ? { ...assertValidHeaders(opts.headers) } : NO_HEADERS,
       );
       const receivers = route(message);
       if (receivers === 0 && opts.reply !== undefined) {

@@ -8,15 +8,10 @@
 import type { Match, MsgHdrs } from "@nats-io/nats-core";
 
 const encoder = new TextEncoder();
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** Whether `name` is a valid header name and `value` a single-line value. */
-export function isValidHeader(name: string, value: string): boolean {
-  return TOKEN.test(name) && !/[\r\n]/.test(value);
-}
 
 /**
- * A read-only {@link MsgHdrs} over a record, with the `encode()` nats.js calls when publishing.
+ * A {@link MsgHdrs} over a record, with the `encode()` nats.js calls when publishing. It does not check
+ * its content: callers pass records that `assertValidHeaders` accepted.
  * Lookups are exact and case-sensitive; `set`, `append` and `delete` change the record.
  */
 export class RecordHeaders implements MsgHdrs {

@@ -5,7 +5,8 @@
  */
 import { createInbox, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { PayloadTooLargeError } from "./errors.js";
-import { isValidHeader, RecordHeaders } from "./nats-headers.js";
+import { assertValidHeaders } from "./headers.js";
+import { RecordHeaders } from "./nats-headers.js";
 import type {
   PublishOptions,
   SubscribeOptions,
@@ -25,11 +26,25 @@ export interface NatsTransportOptions {
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
+/**
+ * The message's headers, or `undefined` when it has none or they cannot be parsed. nats.js decodes
+ * headers lazily and throws on a malformed block (a name with a space, say), which nats-server passes
+ * through; a call with unreadable headers is then served as a plain request rather than allowed to
+ * throw inside the connection's reader.
+ */
+function headersOf(msg: Msg): Msg["headers"] {
+  try {
+    return msg.headers;
+  } catch {
+    return undefined;
+  }
+}
+
 class NatsMessage implements TransportMessage {
   readonly status: number;
   #headers: Record<string, string> | undefined;
   constructor(private readonly msg: Msg) {
-    const h = msg.headers;
+    const h = headersOf(msg);
     this.status = h === undefined ? 0 : h.code;
   }
   get subject(): string {
@@ -44,7 +59,7 @@ class NatsMessage implements TransportMessage {
   /** The headers as a record, read once: nats.js's own lookups search and allocate on every call. */
   #record(): Readonly<Record<string, string>> {
     if (this.#headers === undefined) {
-      const h = this.msg.headers;
+      const h = headersOf(this.msg);
       if (h === undefined) return NO_HEADERS;
       const record: Record<string, string> = {};
       for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
@@ -59,18 +74,6 @@ class NatsMessage implements TransportMessage {
   headers(): Record<string, string> {
     return { ...this.#record() };
   }
-}
-
-function checked(headers: Record<string, string>): Record<string, string> {
-  for (const name in headers) {
-    const value = headers[name] as string;
-    if (!isValidHeader(name, value)) {
-      throw new TypeError(
-        `invalid header ${JSON.stringify(name)}: ${JSON.stringify(value)}; names are tokens, values one line`,
-      );
-    }
-  }
-  return headers;
 }
 
 /**
@@ -90,7 +93,9 @@ export function natsTransport(nc: NatsConnection, options: NatsTransportOptions 
     },
     publish(subject: string, data: Uint8Array, opts: PublishOptions = {}) {
       const headers =
-        opts.headers === undefined ? undefined : new RecordHeaders(checked(opts.headers));
+        opts.headers === undefined
+          ? undefined
+          : new RecordHeaders(assertValidHeaders(opts.headers));
       try {
         if (headers === undefined) {
           nc.publish(subject, data, opts.reply === undefined ? undefined : { reply: opts.reply });
@@ -116,8 +121,13 @@ export function natsTransport(nc: NatsConnection, options: NatsTransportOptions 
       const sub = nc.subscribe(subject, {
         ...(opts.queue === undefined ? {} : { queue: opts.queue }),
         callback: (err, msg) => {
-          if (err) onError?.(err);
-          else onMessage(new NatsMessage(msg));
+          if (err) return onError?.(err);
+          // An exception here would stop the connection's reader; report it instead.
+          try {
+            onMessage(new NatsMessage(msg));
+          } catch (thrown) {
+            onError?.(thrown instanceof Error ? thrown : new Error(String(thrown)));
+          }
         },
       });
       return { drain: () => (sub.isClosed() || nc.isClosed() ? Promise.resolve() : sub.drain()) };

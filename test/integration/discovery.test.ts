@@ -52,7 +52,7 @@ describe("NATS micro discovery", () => {
 
   it("answers PING from a @nats-io/services client with its name, id and version", async () => {
     const pings = await collect(
-      await new Svcm(peerNc).client({ maxWait: 500 }).ping("billing", id),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).ping("billing", id),
     );
     console.info("@nats-io/services ping:", JSON.stringify(pings));
     expect(pings).toEqual([
@@ -67,7 +67,7 @@ describe("NATS micro discovery", () => {
 
   it("lists every method in INFO with its subject, queue group and JSON Schemas", async () => {
     const [info] = await collect(
-      await new Svcm(peerNc).client({ maxWait: 500 }).info("billing", id),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).info("billing", id),
     );
     console.info("@nats-io/services info:", JSON.stringify(info));
     expect(info?.description).toBe("Charges accounts");
@@ -87,7 +87,7 @@ describe("NATS micro discovery", () => {
 
   it("reports STATS that count the awaited calls, errors and processing time", async () => {
     const [stats] = await collect(
-      await new Svcm(peerNc).client({ maxWait: 500 }).stats("billing", id),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).stats("billing", id),
     );
     console.info("@nats-io/services stats:", JSON.stringify(stats));
     const charge = stats?.endpoints?.find((e) => e.name === "charge");
@@ -103,7 +103,9 @@ describe("NATS micro discovery", () => {
   });
 
   it("answers the plain $SRV.PING that every instance of every service hears", async () => {
-    const pings = await collect(await new Svcm(peerNc).client({ maxWait: 500 }).ping());
+    const pings = await collect(
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).ping(),
+    );
     expect(pings.some((p) => p.id === id)).toBe(true);
   });
 });

@@ -106,15 +106,16 @@ describe("faults on a real nats-server", () => {
 
   it("a handler slower than the whole deadline gives TIMEOUT, and ran once across all attempts", async () => {
     let runs = 0;
+    const settled = deferred();
     await responder(
       natsTransport(await conn()),
       {
         ...base,
-        echo: (_req, ctx) => {
+        // Held until the caller has given up, so every retry finds the first execution still running.
+        echo: async ({ text }) => {
           runs++;
-          return new Promise((_, reject) =>
-            ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
-          );
+          await settled.promise;
+          return { text };
         },
       },
       memoryDedupe(),
@@ -125,6 +126,7 @@ describe("faults on a real nats-server", () => {
     });
     cleanup.push(() => client.close());
     const r = await outcome(client.echo({ text: "x" }, { timeoutMs: 300 }));
+    settled.resolve();
     expect(r.ok === false && r.error.code).toBe("TIMEOUT");
     expect(runs).toBe(1);
   });

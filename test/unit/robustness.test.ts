@@ -2,6 +2,7 @@
  * The edges: races between a call and its caller, schemas and stores that throw, budgets out of range,
  * shutdown with work queued. Each case once let a call hang, settle wrongly or lose a reply.
  */
+import { getEventListeners } from "node:events";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -218,6 +219,75 @@ describe("robustness", () => {
     expect((await rejection(c.echo({ text: "x" }, { id: "t1" }))).code).toBe("INTERNAL");
     expect(runs).toBe(2); // INTERNAL is not stored, and the claim did not stay "running"
     expect(store.size).toBe(0);
+  });
+
+  it("answers INTERNAL and frees the claim when contract error details cannot be encoded", async () => {
+    t = memoryTransport();
+    const store = memoryDedupe();
+    let runs = 0;
+    const withBigint = defineContract({
+      service: "billing",
+      version: "1.0.0",
+      methods: {
+        echo: method({
+          request: z.object({ text: z.string() }),
+          response: z.object({ text: z.string() }),
+          errors: { TOO_BIG: z.object({ n: z.bigint() }) },
+        }),
+      },
+    });
+    const r = createResponder(
+      withBigint,
+      {
+        echo: (_req, ctx) => {
+          runs++;
+          throw ctx.fail("TOO_BIG", { n: 1n });
+        },
+      },
+      { transport: t, dedupe: store },
+    );
+    await r.start();
+    cleanup.push(() => r.stop());
+    const c = createClient(billing, { transport: t, retry: { attempts: 1 } });
+    cleanup.push(() => c.close());
+    expect((await rejection(c.echo({ text: "x" }, { id: "b1" }))).code).toBe("INTERNAL");
+    expect((await rejection(c.echo({ text: "x" }, { id: "b1" }))).code).toBe("INTERNAL");
+    expect(runs).toBe(2);
+    expect(store.size).toBe(0);
+  });
+
+  it("refuses call headers that would corrupt the wire, on every transport", async () => {
+    t = memoryTransport();
+    await expect(client().echo({ text: "x" }, { headers: { "X Tenant": "a" } })).rejects.toThrow(
+      TypeError,
+    );
+    await expect(
+      client().echo({ text: "x" }, { headers: { "X-Tenant": "a\r\nInjected: 1" } }),
+    ).rejects.toThrow(/invalid header/);
+    expect(() => t.publish("a.b", new Uint8Array(), { headers: { "Bad Key": "x" } })).toThrow(
+      /invalid header/,
+    );
+  });
+
+  it("keeps one abort listener per signal however many calls share it", async () => {
+    t = memoryTransport();
+    const gate = deferred();
+    await serve({
+      ...base,
+      echo: async ({ text }) => {
+        await gate.promise;
+        return { text };
+      },
+    });
+    const c = client();
+    const shared = new AbortController();
+    const calls = Array.from({ length: 20 }, (_, i) =>
+      c.echo({ text: String(i) }, { signal: shared.signal }),
+    );
+    expect(getEventListeners(shared.signal, "abort")).toHaveLength(1);
+    gate.resolve();
+    await Promise.all(calls);
+    expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);
   });
 
   it("still answers when the dedupe store fails to claim or to record", async () => {
