@@ -5,7 +5,6 @@
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type CallOptions, createClient } from "../src/client.js";
-import { isRpcError, type RpcError } from "../src/errors.js";
 import { encodeBody } from "../src/protocol.js";
 import {
   createResponder,
@@ -13,27 +12,8 @@ import {
   type Responder,
   type ResponderOptions,
 } from "../src/responder.js";
-import { billing, captureLogs, deferred } from "./fixtures/billing.js";
+import { billing, billingHandlers, captureLogs, deferred, rejection } from "./fixtures/billing.js";
 import type { TransportPair } from "./transport.suite.js";
-
-const ok: Handlers<typeof billing> = {
-  charge: async (req, ctx) => {
-    if (req.amountCents > 100) throw ctx.fail("INSUFFICIENT_FUNDS", { balanceCents: 100 });
-    return { chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents };
-  },
-  echo: ({ text }) => ({ text }),
-  ping: () => "pong" as const,
-};
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isRpcError(err)) return err;
-    throw err;
-  }
-  throw new Error("expected the call to reject");
-}
 
 const once: CallOptions = { retry: { attempts: 1 } };
 
@@ -50,7 +30,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     });
 
     async function serve(
-      handlers: Handlers<typeof billing> = ok,
+      handlers: Handlers<typeof billing> = billingHandlers,
       opts: Partial<ResponderOptions> = {},
     ): Promise<Responder> {
       const responder = createResponder(billing, handlers, { transport: pair.b, ...opts });
@@ -67,7 +47,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     it("returns the typed response, with the request parsed by the contract on the responder", async () => {
       let seenNote = "";
       await serve({
-        ...ok,
+        ...billingHandlers,
         charge: async (req, ctx) => {
           seenNote = req.note;
           return { chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents };
@@ -100,7 +80,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     it("rejects with the contract's code and typed details, and does not retry a contract error", async () => {
       let runs = 0;
       await serve({
-        ...ok,
+        ...billingHandlers,
         charge: async (req, ctx) => {
           runs++;
           throw ctx.fail(
@@ -127,7 +107,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const logs = captureLogs();
       await serve(
         {
-          ...ok,
+          ...billingHandlers,
           charge: () => {
             throw new Error("db password is hunter2");
           },
@@ -150,7 +130,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
 
     it("gives INTERNAL when a thrown value is not an Error, and keeps serving", async () => {
       await serve({
-        ...ok,
+        ...billingHandlers,
         echo: () => {
           throw "a string";
         },
@@ -165,7 +145,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     it("answers INTERNAL when the handler's return value breaks the response schema", async () => {
       const logs = captureLogs();
       await serve(
-        { ...ok, echo: () => ({ text: 42 }) as unknown as { text: string } },
+        { ...billingHandlers, echo: () => ({ text: 42 }) as unknown as { text: string } },
         { logger: pino({ level: "debug" }, logs.stream) },
       );
       expect((await rejection(client().echo({ text: "x" }))).code).toBe("INTERNAL");
@@ -176,7 +156,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
 
     it("answers INTERNAL when ctx.fail details break the error's schema", async () => {
       await serve({
-        ...ok,
+        ...billingHandlers,
         charge: (_req, ctx) => {
           throw ctx.fail("INSUFFICIENT_FUNDS", { balanceCents: "lots" as unknown as number });
         },
@@ -216,7 +196,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     it("rejects with TIMEOUT at the deadline and aborts the handler's ctx.signal", async () => {
       const aborted = deferred<unknown>();
       await serve({
-        ...ok,
+        ...billingHandlers,
         echo: (_req, ctx) =>
           new Promise((_, reject) => {
             ctx.signal.addEventListener("abort", () => {
@@ -235,7 +215,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const started = deferred();
       const gate = deferred();
       await serve({
-        ...ok,
+        ...billingHandlers,
         echo: async ({ text }) => {
           started.resolve();
           await gate.promise;
@@ -259,7 +239,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     it("gives the handler its context: id, attempt, deadline, headers and a logger", async () => {
       const seen = deferred<Record<string, unknown>>();
       await serve({
-        ...ok,
+        ...billingHandlers,
         echo: ({ text }, ctx) => {
           seen.resolve({
             id: ctx.id,
@@ -299,7 +279,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const reached = deferred();
       await serve(
         {
-          ...ok,
+          ...billingHandlers,
           echo: async ({ text }) => {
             peak = Math.max(peak, ++running);
             if (running === 2) reached.resolve();
@@ -323,7 +303,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const started = deferred();
       await serve(
         {
-          ...ok,
+          ...billingHandlers,
           echo: async ({ text }) => {
             started.resolve();
             await gate.promise;
@@ -349,7 +329,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       let runs = 0;
       const responder = await serve(
         {
-          ...ok,
+          ...billingHandlers,
           echo: async ({ text }) => {
             runs++;
             started.resolve();
@@ -392,7 +372,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const byMember = [0, 0];
       for (const i of [0, 1]) {
         await serve({
-          ...ok,
+          ...billingHandlers,
           echo: ({ text }) => {
             byMember[i] = (byMember[i] ?? 0) + 1;
             return { text };
@@ -410,7 +390,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const started = deferred();
       const gate = deferred();
       await serve({
-        ...ok,
+        ...billingHandlers,
         echo: async ({ text }) => {
           started.resolve();
           await gate.promise;

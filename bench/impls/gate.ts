@@ -1,3 +1,6 @@
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { BenchRequest } from "../payload.js";
+
 /** A gate the benchmark responders await, so replies can be held back to measure calls in flight. */
 export function createGate() {
   let held: Promise<void> | undefined;
@@ -24,4 +27,24 @@ export function createGate() {
       return held;
     },
   };
+}
+
+/**
+ * A queue-group subscriber that answers every request with hand-written JSON, for the raw baselines.
+ * Replies wait at `gate` while it is held.
+ */
+export function serveJson(
+  server: NatsConnection,
+  gate: ReturnType<typeof createGate>,
+  respond: (req: BenchRequest) => unknown,
+): void {
+  server.subscribe("bench.charge", {
+    queue: "bench",
+    callback: (_err, msg) => {
+      const res = JSON.stringify(respond(msg.json()));
+      const held = gate.pass();
+      if (held) void held.then(() => msg.respond(res));
+      else msg.respond(res);
+    },
+  });
 }

@@ -5,21 +5,13 @@
 import { createInbox } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { makeResponse } from "../payload.js";
-import { createGate } from "./gate.js";
+import { createGate, serveJson } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
 export const create: ImplFactory = async (servers) => {
   const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
   const gate = createGate();
-  server.subscribe("bench.charge", {
-    queue: "bench",
-    callback: (_err, msg) => {
-      const res = JSON.stringify(makeResponse(msg.json()));
-      const held = gate.pass();
-      if (held) void held.then(() => msg.respond(res));
-      else msg.respond(res);
-    },
-  });
+  serveJson(server, gate, makeResponse);
   await server.flush();
   const inbox = createInbox();
   const pending = new Map<string, (v: unknown) => void>();

@@ -1,21 +1,13 @@
 /** Baseline: nats.js v3 `nc.request()` against a queue-group subscriber, hand-written JSON. */
 import { connect } from "@nats-io/transport-node";
 import { makeResponse } from "../payload.js";
-import { createGate } from "./gate.js";
+import { createGate, serveJson } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
 export const create: ImplFactory = async (servers) => {
   const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
   const gate = createGate();
-  server.subscribe("bench.charge", {
-    queue: "bench",
-    callback: (_err, msg) => {
-      const res = JSON.stringify(makeResponse(msg.json()));
-      const held = gate.pass();
-      if (held) void held.then(() => msg.respond(res));
-      else msg.respond(res);
-    },
-  });
+  serveJson(server, gate, makeResponse);
   await server.flush();
   return {
     call: async (req) =>

@@ -11,14 +11,8 @@ import { isRpcError, type RpcError } from "../../src/errors.js";
 import { createResponder, type Handlers, type Responder } from "../../src/responder.js";
 import { natsTransport } from "../../src/transport/nats.js";
 import type { Transport } from "../../src/transport/types.js";
-import { billing, deferred } from "../fixtures/billing.js";
+import { billing, billingHandlers, deferred } from "../fixtures/billing.js";
 import { startNatsServer } from "../support/nats-server.js";
-
-const base: Handlers<typeof billing> = {
-  charge: (req, ctx) => ({ chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents }),
-  echo: ({ text }) => ({ text }),
-  ping: () => "pong" as const,
-};
 
 async function outcome(
   p: Promise<unknown>,
@@ -77,7 +71,7 @@ describe("faults on a real nats-server", () => {
     await responder(
       natsTransport(await conn()),
       {
-        ...base,
+        ...billingHandlers,
         echo: async ({ text }, ctx) => {
           runs++;
           if (ctx.attempt === 1) await attempt2.promise;
@@ -110,7 +104,7 @@ describe("faults on a real nats-server", () => {
     await responder(
       natsTransport(await conn()),
       {
-        ...base,
+        ...billingHandlers,
         // Held until the caller has given up, so every retry finds the first execution still running.
         echo: async ({ text }) => {
           runs++;
@@ -137,7 +131,7 @@ describe("faults on a real nats-server", () => {
     await responder(
       lossy(natsTransport(responderNc), (n) => n === 1),
       {
-        ...base,
+        ...billingHandlers,
         charge: (req) => ({ chargeId: `ch_${++runs}`, balanceCents: 100 - req.amountCents }),
       },
       memoryDedupe(),
@@ -158,7 +152,10 @@ describe("faults on a real nats-server", () => {
   it("a responder restarted between attempts replays from the shared store instead of running again", async () => {
     let runs = 0;
     const store = memoryDedupe();
-    const handlers = { ...base, charge: () => ({ chargeId: `ch_${++runs}`, balanceCents: 0 }) };
+    const handlers = {
+      ...billingHandlers,
+      charge: () => ({ chargeId: `ch_${++runs}`, balanceCents: 0 }),
+    };
     const firstDone = deferred();
     // The first instance runs the handler, loses the reply, and is stopped; a new one takes the retry.
     const first: Responder = await responder(
@@ -191,7 +188,7 @@ describe("faults on a real nats-server", () => {
     await responder(
       natsTransport(await conn()),
       {
-        ...base,
+        ...billingHandlers,
         charge: async (req) => {
           runs++;
           await gate.promise;
@@ -225,7 +222,7 @@ describe("faults on a real nats-server", () => {
     await responder(
       natsTransport(await conn(server.url, reconnecting)),
       {
-        ...base,
+        ...billingHandlers,
         charge: (req, ctx) => {
           runsById.set(ctx.id, (runsById.get(ctx.id) ?? 0) + 1);
           return { chargeId: ctx.id, balanceCents: 100 - req.amountCents };
@@ -277,7 +274,7 @@ describe("faults on a real nats-server", () => {
   it("a responder stopped mid-load loses no call while a second instance serves the queue group", async () => {
     const served = [0, 0];
     const mk = (i: number) => ({
-      ...base,
+      ...billingHandlers,
       echo: async ({ text }: { text: string }) => {
         served[i] = (served[i] ?? 0) + 1;
         await new Promise((r) => setImmediate(r));

@@ -1,16 +1,4 @@
-import { connect } from "@nats-io/transport-node";
-import { inject } from "vitest";
-import { natsTransport } from "../../src/transport/nats.js";
+import { natsPair } from "../support/nats-pair.js";
 import { transportSuite } from "../transport.suite.js";
 
-transportSuite("nats", async () => {
-  const servers = inject("natsUrl");
-  const [ncA, ncB] = await Promise.all([connect({ servers }), connect({ servers })]);
-  return {
-    a: natsTransport(ncA),
-    b: natsTransport(ncB),
-    close: async () => {
-      await Promise.all([ncA.close(), ncB.close()]);
-    },
-  };
-});
+transportSuite("nats", natsPair);

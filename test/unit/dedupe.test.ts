@@ -2,21 +2,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client.js";
 import { memoryDedupe } from "../../src/dedupe/memory.js";
 import type { StoredReply } from "../../src/dedupe/types.js";
-import { isRpcError, type RpcError } from "../../src/errors.js";
 import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
-import { billing, deferred } from "../fixtures/billing.js";
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isRpcError(err)) return err;
-    throw err;
-  }
-  throw new Error("expected the call to reject");
-}
+import { billing, deferred, rejection } from "../fixtures/billing.js";
 
 const reply = (text: string): StoredReply => ({ data: new TextEncoder().encode(text) });
 

@@ -2,28 +2,12 @@ import { getEventListeners } from "node:events";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { CLIENT_INTERNALS, createClient } from "../../src/client.js";
-import { isRpcError, type RpcError } from "../../src/errors.js";
+import type { RpcError } from "../../src/errors.js";
 import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
-import { billing, deferred } from "../fixtures/billing.js";
-
-const base: Handlers<typeof billing> = {
-  charge: (req, ctx) => ({ chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents }),
-  echo: ({ text }) => ({ text }),
-  ping: () => "pong" as const,
-};
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isRpcError(err)) return err;
-    throw err;
-  }
-  throw new Error("expected the call to reject");
-}
+import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
 
 /** A logger whose lines resolve waiters, so tests can await what the library reports. */
 function watchLogs() {
@@ -72,7 +56,7 @@ describe("retries", () => {
     const retrying = logs.next("attempt failed; retrying");
     const call = c.echo({ text: "eventually" });
     await retrying;
-    await serve(base);
+    await serve(billingHandlers);
     await expect(call).resolves.toEqual({ text: "eventually" });
   });
 
@@ -107,7 +91,7 @@ describe("retries", () => {
     const attempts: number[] = [];
     await serve(
       {
-        ...base,
+        ...billingHandlers,
         echo: async ({ text }, ctx) => {
           attempts.push(ctx.attempt);
           if (ctx.attempt === 1) {
@@ -172,7 +156,7 @@ describe("retries", () => {
     const busy = deferred();
     await serve(
       {
-        ...base,
+        ...billingHandlers,
         echo: async ({ text }) => {
           busy.resolve();
           await gate.promise;
@@ -184,7 +168,7 @@ describe("retries", () => {
     const c = client({ retry: { attempts: 3, baseMs: 1, maxMs: 1 } });
     const first = c.echo({ text: "1" });
     await busy.promise;
-    await serve({ ...base, echo: ({ text }) => ({ text: `B:${text}` }) });
+    await serve({ ...billingHandlers, echo: ({ text }) => ({ text: `B:${text}` }) });
     // Round robin sends the next call to A (busy → OVERLOADED), and its retry to B.
     await expect(c.echo({ text: "2" })).resolves.toEqual({ text: "B:2" });
     gate.resolve();
@@ -195,7 +179,7 @@ describe("retries", () => {
     t = memoryTransport();
     let runs = 0;
     await serve({
-      ...base,
+      ...billingHandlers,
       echo: ({ text }) => {
         runs++;
         return { text };
@@ -222,7 +206,7 @@ describe("retries", () => {
     const outerSeen = deferred<{ deadline: number }>();
     const c = client();
     await serve({
-      ...base,
+      ...billingHandlers,
       echo: (_req, ctx) => {
         inner.resolve({ deadline: ctx.deadline });
         return { text: "inner" };

@@ -10,28 +10,11 @@ import { createClient } from "../../src/client.js";
 import { defineContract, method } from "../../src/contract.js";
 import { memoryDedupe } from "../../src/dedupe/memory.js";
 import type { DedupeStore } from "../../src/dedupe/types.js";
-import { isRpcError, type RpcError } from "../../src/errors.js";
 import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
-import { billing, deferred } from "../fixtures/billing.js";
-
-const base: Handlers<typeof billing> = {
-  charge: (req, ctx) => ({ chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents }),
-  echo: ({ text }) => ({ text }),
-  ping: () => "pong" as const,
-};
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    if (isRpcError(err)) return err;
-    throw err;
-  }
-  throw new Error("expected the call to reject");
-}
+import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
 
 describe("robustness", () => {
   let t: MemoryTransport;
@@ -78,7 +61,7 @@ describe("robustness", () => {
 
   it("cancels a call aborted while its request is validated, and sends nothing", async () => {
     t = memoryTransport();
-    await serve(base);
+    await serve(billingHandlers);
     const seen = countRequests("billing.echo");
     const c = createClient(slow, { transport: t });
     cleanup.push(() => c.close());
@@ -92,7 +75,7 @@ describe("robustness", () => {
 
   it("cancels a call aborted right after it was sent", async () => {
     t = memoryTransport();
-    await serve(base);
+    await serve(billingHandlers);
     const controller = new AbortController();
     const call = rejection(client().echo({ text: "x" }, { signal: controller.signal }));
     controller.abort();
@@ -101,7 +84,7 @@ describe("robustness", () => {
 
   it("cancels a call when the client closes while its request is being validated, and sends nothing", async () => {
     t = memoryTransport();
-    await serve(base);
+    await serve(billingHandlers);
     const seen = countRequests("billing.echo");
     const c = createClient(slow, { transport: t });
     const call = rejection(c.echo({ text: "x" }));
@@ -117,7 +100,7 @@ describe("robustness", () => {
     const refused = deferred();
     await serve(
       {
-        ...base,
+        ...billingHandlers,
         echo: async ({ text }) => {
           await gate.promise;
           return { text: `done: ${text}` };
@@ -273,7 +256,7 @@ describe("robustness", () => {
     t = memoryTransport();
     const gate = deferred();
     await serve({
-      ...base,
+      ...billingHandlers,
       echo: async ({ text }) => {
         await gate.promise;
         return { text };
@@ -310,7 +293,7 @@ describe("robustness", () => {
       const r = createResponder(
         billing,
         {
-          ...base,
+          ...billingHandlers,
           echo: ({ text }) => {
             runs++;
             return { text };
@@ -335,7 +318,7 @@ describe("robustness", () => {
     t = memoryTransport();
     const seen = deferred<{ left: number; aborted: boolean }>();
     await serve({
-      ...base,
+      ...billingHandlers,
       echo: ({ text }, ctx) => {
         seen.resolve({ left: ctx.deadline - Date.now(), aborted: ctx.signal.aborted });
         return { text };
@@ -357,7 +340,7 @@ describe("robustness", () => {
   it("sends whole milliseconds, and refuses deadlines outside (0, 2^31-1] by name", async () => {
     t = memoryTransport();
     const seen = countRequests("billing.echo");
-    await serve(base);
+    await serve(billingHandlers);
     await client().echo({ text: "x" }, { timeoutMs: 1500.7 });
     expect(seen[0]?.header("Ricochet-Timeout")).toMatch(/^\d+$/);
     expect(() => createClient(billing, { transport: t, timeoutMs: 2 ** 31 })).toThrow(
@@ -381,7 +364,7 @@ describe("robustness", () => {
     const started = deferred();
     const responder = await serve(
       {
-        ...base,
+        ...billingHandlers,
         echo: async ({ text }) => {
           started.resolve();
           await gate.promise;
