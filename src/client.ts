@@ -16,6 +16,7 @@ import type {
   MethodName,
 } from "./contract.js";
 import { RpcError } from "./errors.js";
+import { type ClientMiddleware, compose, type OutgoingCall } from "./middleware.js";
 import {
   encodeBody,
   HEADER_ATTEMPT,
@@ -44,6 +45,8 @@ export interface ClientOptions {
   retry?: RetryOptions;
   /** A pino logger; ricochet logs through a child of it. @default a silent logger */
   logger?: Logger;
+  /** Middleware run around every call, the first outermost. @default [] */
+  use?: ClientMiddleware[];
 }
 
 /** Options for one call. */
@@ -100,6 +103,7 @@ export function createClient<C extends AnyContract>(
   if (transport === undefined) throw new TypeError("createClient(): `transport` is required");
   const timeoutMs = checkTimeout(options.timeoutMs ?? 5000, "timeoutMs");
   const retry = resolveRetry(options.retry);
+  const use = [...(options.use ?? [])];
   const log = (options.logger ?? pino({ level: "silent" })).child({
     lib: "ricochet",
     service: contract.service,
@@ -237,13 +241,29 @@ export function createClient<C extends AnyContract>(
         "createClient(): a method named 'close' clashes with client.close(); rename it",
       );
     const subject = methodSubject(contract.service, name);
-    client[name] = (input: unknown, opts?: CallOptions) => {
+    const direct = (input: unknown, opts?: CallOptions) => {
       try {
         return call(subject, m, input, opts);
       } catch (err) {
         return Promise.reject(err);
       }
     };
+    client[name] =
+      use.length === 0
+        ? direct
+        : (input: unknown, opts: CallOptions = {}) => {
+            const outgoing: OutgoingCall = {
+              service: contract.service,
+              method: name,
+              subject,
+              id: opts.id ?? nanoid(),
+              input,
+              headers: { ...opts.headers },
+            };
+            const send = () =>
+              direct(input, { ...opts, id: outgoing.id, headers: outgoing.headers });
+            return compose(use, [outgoing], send);
+          };
   }
   client.close = async () => {
     if (closed) return;

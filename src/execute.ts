@@ -9,6 +9,7 @@ import type { LazyContext } from "./context.js";
 import type { AnyMethod } from "./contract.js";
 import type { StoredReply } from "./dedupe/types.js";
 import { isRpcError, RpcError } from "./errors.js";
+import { compose, type ResponderMiddleware } from "./middleware.js";
 import { encodeBody, encodeError } from "./protocol.js";
 import { validate } from "./validate.js";
 
@@ -44,11 +45,15 @@ export async function execute(
   method: AnyMethod,
   ctx: LazyContext,
   log: Logger,
+  use: readonly ResponderMiddleware[] = [],
 ): Promise<Execution> {
   const scope = { callId: ctx.id, subject: ctx.subject };
   let result: unknown;
   try {
-    result = handler(request, ctx);
+    result =
+      use.length === 0
+        ? handler(request, ctx)
+        : compose(use, [ctx, request], async () => handler(request, ctx));
     if (result instanceof Promise) result = await result;
   } catch (err) {
     const replyError = await toReplyError(err, method, ctx, log);

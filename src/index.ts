@@ -28,10 +28,11 @@ export { defineContract, method } from "./contract.js";
 export type { MemoryDedupeOptions, MemoryDedupeStore } from "./dedupe/memory.js";
 export { memoryDedupe } from "./dedupe/memory.js";
 export type { Claim, DedupeStore, StoredReply } from "./dedupe/types.js";
-
 // Errors
 export type { RpcCode, RpcErrorOptions } from "./errors.js";
 export { isRpcError, RPC_CODES, RpcError } from "./errors.js";
+// Middleware and tracing
+export type { ClientMiddleware, OutgoingCall, ResponderMiddleware } from "./middleware.js";
 // Wire protocol (header names, for peers and middleware)
 export {
   HEADER_ATTEMPT,
@@ -43,6 +44,8 @@ export {
 export type { Handler, Handlers, Responder, ResponderOptions } from "./responder.js";
 export { createResponder } from "./responder.js";
 export type { RetryOptions } from "./retry.js";
+export type { OtelApi, TracingOptions } from "./tracing.js";
+export { clientTracing, responderTracing } from "./tracing.js";
 export { PayloadTooLargeError } from "./transport/errors.js";
 // Transports
 export type { MemoryTransport, MemoryTransportOptions } from "./transport/memory.js";

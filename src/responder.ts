@@ -14,6 +14,7 @@ import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
 import { RpcError } from "./errors.js";
 import { execute } from "./execute.js";
+import type { ResponderMiddleware } from "./middleware.js";
 import { runOnce } from "./once.js";
 import {
   decodeBody,
@@ -58,6 +59,8 @@ export interface ResponderOptions {
   defaultTimeoutMs?: number;
   /** A pino logger; ricochet logs through a child of it. @default a silent logger */
   logger?: Logger;
+  /** Middleware run around every handler, the first outermost, after validation. @default [] */
+  use?: ResponderMiddleware[];
   /**
    * Answers the NATS micro discovery protocol (`$SRV.PING|INFO|STATS`), so `nats micro ls` and other
    * micro clients list this responder, its methods with their JSON Schemas, and its statistics.
@@ -140,6 +143,7 @@ export function createResponder<C extends AnyContract>(
   const defaultTimeoutMs = positiveInt(options.defaultTimeoutMs ?? 30_000, "defaultTimeoutMs");
   const dedupe = options.dedupe === false ? undefined : (options.dedupe ?? memoryDedupe());
   const handlerOf = handlers as Record<string, unknown>;
+  const use = [...(options.use ?? [])];
   const log = (options.logger ?? pino({ level: "silent" })).child({
     lib: "ricochet",
     service: contract.service,
@@ -265,7 +269,7 @@ export function createResponder<C extends AnyContract>(
     const handler = handlerOf[name] as (request: unknown, ctx: LazyContext) => unknown;
     const run = () => {
       const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
-      return execute(handler, checked.value, method, ctx, log);
+      return execute(handler, checked.value, method, ctx, log, use);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
     if (dedupe === undefined || !sentId) return send(job, (await run()).reply);

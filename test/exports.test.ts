@@ -12,6 +12,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "PayloadTooLargeError",
       "RPC_CODES",
       "RpcError",
+      "clientTracing",
       "createClient",
       "createResponder",
       "defineContract",
@@ -20,6 +21,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "memoryTransport",
       "method",
       "natsTransport",
+      "responderTracing",
     ]
   `);
 });
