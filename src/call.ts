@@ -28,6 +28,17 @@ export interface CallSpec {
   readonly token: string;
 }
 
+/** A retry about to happen: the attempt it will be, and why the previous one failed. */
+export interface RetryInfo {
+  subject: string;
+  id: string;
+  /** The attempt about to be sent (2 for the first retry). */
+  attempt: number;
+  /** What ended the previous attempt: `TIMEOUT` (no answer in its share), or the refusal's code. */
+  code: string;
+  delayMs: number;
+}
+
 /** What a call needs from its client. */
 export interface CallEnv {
   readonly transport: Transport;
@@ -38,6 +49,8 @@ export interface CallEnv {
   watch(signal: AbortSignal, call: Call): void;
   /** Stops watching, once `call` settled. */
   unwatch(signal: AbortSignal, call: Call): void;
+  /** Told before each retry. */
+  readonly onRetry?: ((info: RetryInfo) => void) | undefined;
 }
 
 /**
@@ -187,6 +200,7 @@ export class Call {
       { callId, subject, attempt: this.#attempt, delayMs, code },
       "attempt failed; retrying",
     );
+    this.env.onRetry?.({ subject, id: callId, attempt: this.#attempt + 1, code, delayMs });
     this.#phase = "backoff";
     this.#timer = setTimeout(onTimer, delayMs, this);
   }

@@ -7,7 +7,7 @@
  */
 import { nanoid } from "nanoid";
 import { type Logger, pino } from "pino";
-import { Call, cancelledError } from "./call.js";
+import { Call, cancelledError, type RetryInfo } from "./call.js";
 import type {
   AnyContract,
   AnyMethod,
@@ -47,6 +47,8 @@ export interface ClientOptions {
   logger?: Logger;
   /** Middleware run around every call, the first outermost. @default [] */
   use?: ClientMiddleware[];
+  /** Told before each retry (for metrics). */
+  onRetry?: (info: RetryInfo) => void;
 }
 
 /** Options for one call. */
@@ -144,7 +146,7 @@ export function createClient<C extends AnyContract>(
       watched.delete(signal);
     }
   };
-  const env = { transport, log, pending, watch, unwatch };
+  const env = { transport, log, pending, watch, unwatch, onRetry: options.onRetry };
   let inbox: string | undefined;
   let inboxLength = 0;
   const listen = (): string => {

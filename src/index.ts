@@ -5,6 +5,8 @@
  * @module
  */
 
+// Metrics
+export type { RetryInfo } from "./call.js";
 // Client
 export type { CallOptions, Client, ClientOptions } from "./client.js";
 export { createClient } from "./client.js";
@@ -31,8 +33,11 @@ export type { Claim, DedupeStore, StoredReply } from "./dedupe/types.js";
 // Errors
 export type { RpcCode, RpcErrorOptions } from "./errors.js";
 export { isRpcError, RPC_CODES, RpcError } from "./errors.js";
+export type { MethodMetrics, Metrics, MetricsOptions, MetricsSnapshot } from "./metrics.js";
+export { createMetrics, DEFAULT_BUCKETS } from "./metrics.js";
 // Middleware and tracing
 export type { ClientMiddleware, OutgoingCall, ResponderMiddleware } from "./middleware.js";
+export type { DedupeOutcome } from "./once.js";
 // Wire protocol (header names, for peers and middleware)
 export {
   HEADER_ATTEMPT,

@@ -23,7 +23,12 @@ export interface OnceCall {
   deadline: number;
   /** The subject, for messages. */
   subject: string;
+  /** Told when a duplicate is answered without running the handler. */
+  onDuplicate?: ((outcome: DedupeOutcome) => void) | undefined;
 }
+
+/** How a duplicate call was answered: from the stored reply, by joining the running execution, or refused. */
+export type DedupeOutcome = "replayed" | "joined" | "conflict";
 
 /**
  * The request's fingerprint: the method and a hash of the body bytes. A ricochet client resends the
@@ -78,13 +83,16 @@ export async function runOnce(
     }
     if (claim.status === "done") {
       log.debug(scope, "duplicate call; replaying the stored reply");
+      call.onDuplicate?.("replayed");
       return claim.reply;
     }
     if (claim.status === "conflict") {
+      call.onDuplicate?.("conflict");
       const message = `${call.subject}: call id ${call.id} was already used for a different request or method; use a new id for a new call`;
       return errorReply(new RpcError("ID_REUSED", message, scope)).reply;
     }
     log.debug(scope, "duplicate of a call in flight; waiting for its reply");
+    call.onDuplicate?.("joined");
     const left = call.deadline - Date.now();
     const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
     if (reply) return reply;

@@ -15,7 +15,7 @@ import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
 import { RpcError } from "./errors.js";
 import { execute } from "./execute.js";
 import type { ResponderMiddleware } from "./middleware.js";
-import { runOnce } from "./once.js";
+import { type DedupeOutcome, runOnce } from "./once.js";
 import {
   decodeBody,
   encodeError,
@@ -61,6 +61,13 @@ export interface ResponderOptions {
   logger?: Logger;
   /** Middleware run around every handler, the first outermost, after validation. @default [] */
   use?: ResponderMiddleware[];
+  /** Told when a duplicate call is answered without running its handler (for metrics). */
+  onDuplicate?: (info: {
+    service: string;
+    method: string;
+    id: string;
+    outcome: DedupeOutcome;
+  }) => void;
   /**
    * Answers the NATS micro discovery protocol (`$SRV.PING|INFO|STATS`), so `nats micro ls` and other
    * micro clients list this responder, its methods with their JSON Schemas, and its statistics.
@@ -273,7 +280,18 @@ export function createResponder<C extends AnyContract>(
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
     if (dedupe === undefined || !sentId) return send(job, (await run()).reply);
-    const call = { id, method: name, data: msg.data, deadline, subject };
+    const onDuplicate = options.onDuplicate;
+    const call = {
+      id,
+      method: name,
+      data: msg.data,
+      deadline,
+      subject,
+      onDuplicate:
+        onDuplicate &&
+        ((outcome: DedupeOutcome) =>
+          onDuplicate({ service: contract.service, method: name, id, outcome })),
+    };
     send(job, await runOnce(dedupe, call, run, log));
   };
 

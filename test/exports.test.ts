@@ -4,6 +4,7 @@ it("exports exactly the public API (a change here is a change to the public surf
   const api = await import("../src/index.js");
   expect(Object.keys(api).sort()).toMatchInlineSnapshot(`
     [
+      "DEFAULT_BUCKETS",
       "HEADER_ATTEMPT",
       "HEADER_CALL_ID",
       "HEADER_ERROR",
@@ -14,6 +15,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "RpcError",
       "clientTracing",
       "createClient",
+      "createMetrics",
       "createResponder",
       "defineContract",
       "isRpcError",
