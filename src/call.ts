@@ -28,11 +28,11 @@ export interface CallSpec {
   readonly token: string;
 }
 
-/** A retry about to happen: the attempt it will be, and why the previous one failed. */
+/** A retry that was sent: its attempt number, and why the previous attempt failed. */
 export interface RetryInfo {
   subject: string;
   id: string;
-  /** The attempt about to be sent (2 for the first retry). */
+  /** The attempt just sent (2 for the first retry). */
   attempt: number;
   /** What ended the previous attempt: `TIMEOUT` (no answer in its share), or the refusal's code. */
   code: string;
@@ -49,7 +49,7 @@ export interface CallEnv {
   watch(signal: AbortSignal, call: Call): void;
   /** Stops watching, once `call` settled. */
   unwatch(signal: AbortSignal, call: Call): void;
-  /** Told before each retry. */
+  /** Told after each retry is sent. */
   readonly onRetry?: ((info: RetryInfo) => void) | undefined;
 }
 
@@ -81,6 +81,8 @@ export class Call {
   #refusal: RpcError | undefined;
   /** Whether some attempt ended with no answer at all (its handler may still be running). */
   #unanswered = false;
+  /** Why the next attempt is a retry, reported once it is sent. */
+  #retry: { code: string; delayMs: number } | undefined;
   readonly #started = Date.now();
 
   constructor(
@@ -159,6 +161,9 @@ export class Call {
       this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
       return;
     }
+    if (attempt > 1 && this.#retry !== undefined) {
+      this.env.onRetry?.({ subject: scope.subject, id: scope.callId, attempt, ...this.#retry });
+    }
     const share = Math.ceil(remaining / (policy.attempts - attempt + 1));
     this.#timer = setTimeout(onTimer, Math.min(share, MAX_BUDGET_MS), this);
   }
@@ -200,7 +205,7 @@ export class Call {
       { callId, subject, attempt: this.#attempt, delayMs, code },
       "attempt failed; retrying",
     );
-    this.env.onRetry?.({ subject, id: callId, attempt: this.#attempt + 1, code, delayMs });
+    this.#retry = { code, delayMs };
     this.#phase = "backoff";
     this.#timer = setTimeout(onTimer, delayMs, this);
   }

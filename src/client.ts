@@ -47,7 +47,7 @@ export interface ClientOptions {
   logger?: Logger;
   /** Middleware run around every call, the first outermost. @default [] */
   use?: ClientMiddleware[];
-  /** Told before each retry (for metrics). */
+  /** Told after each retry is sent (for metrics). */
   onRetry?: (info: RetryInfo) => void;
 }
 

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { Logger } from "pino";
 import { type $ZodType, toJSONSchema } from "zod/v4/core";
 import type { AnyContract } from "./contract.js";
 import { encodeBody } from "./protocol.js";
@@ -141,13 +142,24 @@ function documents(src: DiscoverySource) {
 export function serveDiscovery(
   transport: Transport,
   src: DiscoverySource,
+  log: Logger,
 ): TransportSubscription[] {
   const docs = documents(src);
   return VERBS.flatMap((verb) =>
     controlSubjects(verb, src.contract.service, src.id).map((subject) =>
-      transport.subscribe(subject, (msg: TransportMessage) => {
-        if (msg.reply !== undefined) transport.publish(msg.reply, encodeBody(docs[verb]()));
-      }),
+      transport.subscribe(
+        subject,
+        (msg: TransportMessage) => {
+          if (msg.reply === undefined) return;
+          try {
+            transport.publish(msg.reply, encodeBody(docs[verb]()));
+          } catch (err) {
+            // Never throw into the transport's delivery: a discovery answer is not worth the connection.
+            log.warn({ err, subject }, "could not answer a discovery request");
+          }
+        },
+        { onError: (err) => log.error({ err, subject }, "discovery subscription failed") },
+      ),
     ),
   );
 }

@@ -48,37 +48,53 @@ export async function execute(
   use: readonly ResponderMiddleware[] = [],
 ): Promise<Execution> {
   const scope = { callId: ctx.id, subject: ctx.subject };
-  let result: unknown;
+  const internal = () =>
+    new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope);
+  // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
+  // same outcome as the caller, and nothing is mapped or logged twice.
+  const final = new WeakSet<object>();
+  const settled = (err: RpcError) => {
+    final.add(err);
+    return err;
+  };
+  /** The handler, then the response schema: resolves the value to send, or throws the final RpcError. */
+  const last = async (): Promise<unknown> => {
+    let result: unknown;
+    try {
+      result = handler(request, ctx);
+      if (result instanceof Promise) result = await result;
+    } catch (err) {
+      throw settled(await toReplyError(err, method, ctx, log));
+    }
+    const pending = validate(method.response, result);
+    const out = pending instanceof Promise ? await pending : pending;
+    if (!out.ok) {
+      log.error(
+        { ...scope, issues: out.issues },
+        "handler returned a value that fails the response schema",
+      );
+      throw settled(internal());
+    }
+    return out.value;
+  };
+  let value: unknown;
   try {
-    result =
-      use.length === 0
-        ? handler(request, ctx)
-        : compose(use, [ctx, request], async () => handler(request, ctx));
-    if (result instanceof Promise) result = await result;
+    value = use.length === 0 ? await last() : await compose(use, [ctx, request], last);
   } catch (err) {
-    const replyError = await toReplyError(err, method, ctx, log);
+    // A middleware may throw on its own: a contract error goes out, anything else is hidden.
+    const replyError =
+      typeof err === "object" && err !== null && final.has(err)
+        ? (err as RpcError)
+        : await toReplyError(err, method, ctx, log);
     return errorReply(replyError, Object.hasOwn(method.errors, replyError.code));
   } finally {
     ctx.dispose();
   }
-  const pending = validate(method.response, result);
-  const out = pending instanceof Promise ? await pending : pending;
-  if (!out.ok) {
-    log.error(
-      { ...scope, issues: out.issues },
-      "handler returned a value that fails the response schema",
-    );
-    return errorReply(
-      new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope),
-    );
-  }
   try {
-    return { reply: { data: encodeBody(out.value) }, keep: true, code: undefined };
+    return { reply: { data: encodeBody(value) }, keep: true, code: undefined };
   } catch (err) {
     log.error({ ...scope, err }, "handler returned a value that cannot be encoded as JSON");
-    return errorReply(
-      new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope),
-    );
+    return errorReply(internal());
   }
 }
 

@@ -115,7 +115,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       if (seconds <= b) m.latency[String(b)] = (m.latency[String(b)] ?? 0) + 1;
     m.latency["+Inf"] = (m.latency["+Inf"] ?? 0) + 1;
   };
-  let finishHook: ((side: Side, key: string, code: string, seconds: number) => void) | undefined;
+  const finishHooks: Array<(side: Side, key: string, code: string, seconds: number) => void> = [];
   /** Times one call through `next()` and records its outcome. */
   const observe = (side: Side, key: string, next: () => Promise<unknown>) => {
     const m = of(side, key);
@@ -124,7 +124,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     const done = (code: string) => {
       const seconds = (performance.now() - t0) / 1000;
       finish(m, code, seconds);
-      finishHook?.(side, key, code, seconds);
+      for (const hook of finishHooks) hook(side, key, code, seconds);
     };
     return next().then(
       (value) => {
@@ -213,8 +213,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       buckets,
       registers: [registry],
     });
-    finishHook = (side, key, code, seconds) =>
-      histogram.observe({ ...labelsOf(side, key), code }, seconds);
+    finishHooks.push((side, key, code, seconds) =>
+      histogram.observe({ ...labelsOf(side, key), code }, seconds),
+    );
   };
 
   return {

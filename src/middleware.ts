@@ -65,11 +65,18 @@ export function compose<A extends unknown[]>(
     const mw = chain[i];
     if (mw === undefined) return last();
     let called = false;
-    return mw(...args, () => {
+    const next = () => {
       if (called) return Promise.reject(new Error("middleware called next() more than once"));
       called = true;
       return step(i + 1);
-    });
+    };
+    // A middleware that throws synchronously must still yield a rejected promise, so the layers
+    // around it (metrics, tracing) see the outcome.
+    try {
+      return Promise.resolve(mw(...args, next));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   };
   return step(0);
 }

@@ -92,10 +92,12 @@ export async function runOnce(
       return errorReply(new RpcError("ID_REUSED", message, scope)).reply;
     }
     log.debug(scope, "duplicate of a call in flight; waiting for its reply");
-    call.onDuplicate?.("joined");
     const left = call.deadline - Date.now();
     const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
-    if (reply) return reply;
+    if (reply) {
+      call.onDuplicate?.("joined");
+      return reply;
+    }
     if (Date.now() >= call.deadline) {
       const message = `${call.subject}: the first execution of call ${call.id} did not finish before the deadline`;
       return errorReply(new RpcError("TIMEOUT", message, scope)).reply;

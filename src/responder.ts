@@ -223,6 +223,20 @@ export function createResponder<C extends AnyContract>(
 
   const send = (job: Job, reply: StoredReply) => {
     const headers = reply.headers;
+    const msg = job.msg;
+    if (msg.reply !== undefined) {
+      try {
+        transport.publish(
+          msg.reply,
+          reply.data,
+          headers === undefined ? {} : { headers: { ...headers } },
+        );
+      } catch (err) {
+        log.error({ err, subject: msg.subject }, "could not send the reply");
+        // The fallback error reply records the call, once.
+        if (headers === undefined) return replyError(job, sendError(err, msg.subject));
+      }
+    }
     const code = headers?.[HEADER_ERROR_CODE];
     recordStats(
       job,
@@ -230,18 +244,6 @@ export function createResponder<C extends AnyContract>(
         ? undefined
         : { status: Number(code), message: headers?.[HEADER_ERROR] ?? "" },
     );
-    const msg = job.msg;
-    if (msg.reply === undefined) return;
-    try {
-      transport.publish(
-        msg.reply,
-        reply.data,
-        headers === undefined ? {} : { headers: { ...headers } },
-      );
-    } catch (err) {
-      log.error({ err, subject: msg.subject }, "could not send the reply");
-      if (headers === undefined) replyError(job, sendError(err, msg.subject));
-    }
   };
 
   const handle = async (job: Job) => {
@@ -333,7 +335,11 @@ export function createResponder<C extends AnyContract>(
             methodSubject(contract.service, name),
           );
           subs.push(
-            ...serveDiscovery(transport, { contract, id, started: new Date(), endpoints, stats }),
+            ...serveDiscovery(
+              transport,
+              { contract, id, started: new Date(), endpoints, stats },
+              log,
+            ),
           );
         }
         await transport.flush();

@@ -34,7 +34,8 @@ function codeOf(err: unknown): string {
 
 /**
  * Client middleware that records a CLIENT span per call (name `<service>/<method>`; attributes
- * `rpc.system`, `rpc.service`, `rpc.method`, `messaging.message.id` and `rpc.ricochet.code`) and
+ * `rpc.system`, `rpc.service`, `rpc.method`, `messaging.destination.name`, `messaging.message.id` and
+ * `rpc.ricochet.code`) and
  * propagates its context in the call's headers.
  *
  * @example

@@ -33,7 +33,11 @@ describe("NATS micro discovery", () => {
           if (req.amountCents > 100) throw ctx.fail("INSUFFICIENT_FUNDS", { balanceCents: 100 });
           return { chargeId: "c1", balanceCents: 100 - req.amountCents };
         },
-        echo: ({ text }) => ({ text }),
+        // Async and measurably slow: STATS must count the awaited time, not the synchronous part.
+        echo: async ({ text }) => {
+          await new Promise((resolve) => setTimeout(resolve, 25));
+          return { text };
+        },
         ping: () => "pong" as const,
       },
       { transport: natsTransport(responderNc), instanceId: id },
@@ -43,6 +47,7 @@ describe("NATS micro discovery", () => {
     await client.charge({ accountId: "a", amountCents: 5 });
     await client.charge({ accountId: "a", amountCents: 7 });
     await client.charge({ accountId: "a", amountCents: 500 }).catch(() => undefined);
+    await client.echo({ text: "slow" });
     await client.close();
   });
   afterAll(async () => {
@@ -52,7 +57,7 @@ describe("NATS micro discovery", () => {
 
   it("answers PING from a @nats-io/services client with its name, id and version", async () => {
     const pings = await collect(
-      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).ping("billing", id),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 1500 }).ping("billing", id),
     );
     console.info("@nats-io/services ping:", JSON.stringify(pings));
     expect(pings).toEqual([
@@ -67,10 +72,17 @@ describe("NATS micro discovery", () => {
 
   it("lists every method in INFO with its subject, queue group and JSON Schemas", async () => {
     const [info] = await collect(
-      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).info("billing", id),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 1500 }).info("billing", id),
     );
     console.info("@nats-io/services info:", JSON.stringify(info));
-    expect(info?.description).toBe("Charges accounts");
+    expect(info).toMatchObject({
+      type: "io.nats.micro.v1.info_response",
+      name: "billing",
+      id,
+      version: "1.0.0",
+      description: "Charges accounts",
+      metadata: { "ricochet.version": "1" },
+    });
     expect(info?.endpoints.map((e) => [e.name, e.subject, e.queue_group])).toEqual([
       ["charge", "billing.charge", "billing"],
       ["echo", "billing.echo", "billing"],
@@ -87,7 +99,7 @@ describe("NATS micro discovery", () => {
 
   it("reports STATS that count the awaited calls, errors and processing time", async () => {
     const [stats] = await collect(
-      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).stats("billing", id),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 1500 }).stats("billing", id),
     );
     console.info("@nats-io/services stats:", JSON.stringify(stats));
     const charge = stats?.endpoints?.find((e) => e.name === "charge");
@@ -98,13 +110,21 @@ describe("NATS micro discovery", () => {
     });
     expect(charge?.processing_time).toBeGreaterThan(0);
     expect(charge?.average_processing_time).toBeGreaterThan(0);
-    expect(stats?.endpoints?.find((e) => e.name === "echo")?.num_requests).toBe(0);
+    const echo = stats?.endpoints?.find((e) => e.name === "echo");
+    expect(echo?.num_requests).toBe(1);
+    expect(echo?.average_processing_time).toBeGreaterThanOrEqual(25e6); // nanoseconds, awaited
+    expect(stats?.endpoints?.find((e) => e.name === "ping")?.num_requests).toBe(0);
     expect(responder.stats().charge).toMatchObject({ requests: 3, errors: 1 });
+  });
+
+  it("answers the name-only subject form, $SRV.INFO.<service>, to a plain request", async () => {
+    const reply = await peerNc.request("$SRV.INFO.billing", "", { timeout: 2000 });
+    expect(reply.json()).toMatchObject({ type: "io.nats.micro.v1.info_response", name: "billing" });
   });
 
   it("answers the plain $SRV.PING that every instance of every service hears", async () => {
     const pings = await collect(
-      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 500 }).ping(),
+      await new Svcm(peerNc).client({ strategy: "timer", maxWait: 1500 }).ping(),
     );
     expect(pings.some((p) => p.id === id)).toBe(true);
   });

@@ -106,6 +106,30 @@ describe("metrics", () => {
     ).toBe(3);
   });
 
+  it("feeds the latency histogram of every registry it was registered with", async () => {
+    t = memoryTransport();
+    const metrics = createMetrics();
+    const [r1, r2] = [new prom.Registry(), new prom.Registry()];
+    metrics.registerPrometheus(prom, r1);
+    metrics.registerPrometheus(prom, r2);
+    const responder = createResponder(billing, billingHandlers, {
+      transport: t,
+      ...metrics.responder,
+    });
+    await responder.start();
+    const client = createClient(billing, { transport: t, ...metrics.client });
+    cleanup.push(
+      () => responder.stop(),
+      () => client.close(),
+    );
+    await client.echo({ text: "x" });
+    for (const r of [r1, r2]) {
+      expect(await r.metrics()).toMatch(
+        /^ricochet_call_duration_seconds_count\{side="client",service="billing",method="echo",code="OK"\} 1$/m,
+      );
+    }
+  });
+
   it("rejects histogram buckets that are not positive seconds", () => {
     expect(() => createMetrics({ buckets: [0, 1] })).toThrow(/buckets must be positive/);
   });

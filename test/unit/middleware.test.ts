@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client.js";
+import { createMetrics } from "../../src/metrics.js";
 import type { ClientMiddleware, ResponderMiddleware } from "../../src/middleware.js";
 import { createResponder } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
@@ -123,6 +124,49 @@ describe("middleware", () => {
     await got;
     await c.echo({ text: "ok" });
     expect(runs).toBe(1);
+  });
+
+  it("turns a middleware's synchronous throw into a rejection the outer middleware sees", async () => {
+    const metrics = createMetrics();
+    const guard: ResponderMiddleware = (ctx) => {
+      throw ctx.fail("INSUFFICIENT_FUNDS", { balanceCents: 0 });
+    };
+    const refuseNow: ClientMiddleware = () => {
+      throw new Error("refused synchronously");
+    };
+    const { c } = await setup([], [...metrics.responder.use, guard]);
+    expect((await rejection(c.charge({ accountId: "a", amountCents: 1 }))).code).toBe(
+      "INSUFFICIENT_FUNDS",
+    );
+    expect(metrics.snapshot().responder["billing.charge"]).toMatchObject({
+      inFlight: 0,
+      outcomes: { INSUFFICIENT_FUNDS: 1 },
+    });
+    const client = createClient(billing, { transport: t, use: [refuseNow] });
+    cleanup.push(() => client.close());
+    let returned: Promise<unknown> | undefined;
+    expect(() => {
+      returned = client.echo({ text: "x" });
+    }).not.toThrow();
+    await expect(returned).rejects.toThrow("refused synchronously");
+  });
+
+  it("shows middleware the outcome the caller gets, not the handler's raw one", async () => {
+    const metrics = createMetrics();
+    t = memoryTransport();
+    const r = createResponder(
+      billing,
+      { ...billingHandlers, echo: () => ({ text: 42 }) as unknown as { text: string } },
+      { transport: t, ...metrics.responder },
+    );
+    await r.start();
+    const c = createClient(billing, { transport: t, retry: { attempts: 1 } });
+    cleanup.push(
+      () => r.stop(),
+      () => c.close(),
+    );
+    expect((await rejection(c.echo({ text: "x" }))).code).toBe("INTERNAL");
+    expect(metrics.snapshot().responder["billing.echo"]?.outcomes).toEqual({ INTERNAL: 1 });
   });
 
   it("rejects a middleware that calls next() twice", async () => {
