@@ -185,14 +185,14 @@ async function main() {
     const s = summaries.get(impl.name) as Summary;
     const cells = [
       impl.label,
-      `${s.p50us ?? "–"}${ratio(s.p50us, natsRequest?.p50us)}`,
-      `${s.p99us ?? "–"}`,
+      `${s.p50us ?? "–"}${ratio(s.p50us, ceiling?.p50us)}`,
+      `${s.p99us ?? "–"}${ratio(s.p99us, ceiling?.p99us)}`,
       ...cols.map((c) => {
         const v = s.throughput[c]?.callsPerSec;
         return v === undefined ? "–" : `${v}${ratio(v, ceiling?.throughput[c]?.callsPerSec)}`;
       }),
-      `${s.throughput["64@200"]?.cpuUsPerCall ?? "–"}`,
-      `${s.bytesPerInflight ?? "–"}`,
+      `${s.throughput["64@200"]?.cpuUsPerCall ?? "–"}${ratio(s.throughput["64@200"]?.cpuUsPerCall, ceiling?.throughput["64@200"]?.cpuUsPerCall)}`,
+      `${s.bytesPerInflight ?? "–"}${ratio(s.bytesPerInflight, ceiling?.bytesPerInflight)}`,
       s.soakGrowth === undefined ? "–" : `${(s.soakGrowth * 100).toFixed(1)}%`,
     ];
     lines.push(`| ${cells.join(" | ")} |`);
@@ -236,9 +236,9 @@ async function main() {
   const report = [
     `ricochet benchmark, ${new Date().toISOString()}`,
     `node ${env.node}, ${env.natsServer}, ${env.cpu} × ${env.cores}, ${env.pinned}; median of ${repeats}.`,
-    "Throughput cells show calls/s and, in brackets, the ratio to the hand-written ceiling at the same",
-    "concurrency and size; p50 shows the ratio to nc.request(). Not measured: kvDedupe and durable mode",
-    "(not built yet).",
+    "Every figure has, in brackets, its ratio to the hand-written ceiling in the same column (for latency,",
+    "CPU and heap, lower is better). The p50 target compares with nc.request(), below. Not measured:",
+    "kvDedupe and durable mode (not built yet).",
     "",
     table,
     "",
