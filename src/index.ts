@@ -26,6 +26,8 @@ export type {
   MethodName,
 } from "./contract.js";
 export { defineContract, method } from "./contract.js";
+export type { KvDedupeOptions, KvDedupeStore } from "./dedupe/kv.js";
+export { kvDedupe } from "./dedupe/kv.js";
 // Deduplication
 export type { MemoryDedupeOptions, MemoryDedupeStore } from "./dedupe/memory.js";
 export { memoryDedupe } from "./dedupe/memory.js";

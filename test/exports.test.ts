@@ -19,6 +19,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "createResponder",
       "defineContract",
       "isRpcError",
+      "kvDedupe",
       "memoryDedupe",
       "memoryTransport",
       "method",

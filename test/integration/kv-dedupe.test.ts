@@ -1,0 +1,153 @@
+/**
+ * Cross-instance deduplication on a JetStream KV bucket: two responders with their own stores on one
+ * bucket run a call id's handler once between them; a claim whose owner died is taken over.
+ */
+
+import { type KV, Kvm } from "@nats-io/kv";
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
+import { createClient } from "../../src/client.js";
+import { kvDedupe, kvKey } from "../../src/dedupe/kv.js";
+import { createResponder, type Handlers, type Responder } from "../../src/responder.js";
+import { natsTransport } from "../../src/transport/nats.js";
+import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
+
+describe("kvDedupe on a real nats-server", () => {
+  let ncs: NatsConnection[] = [];
+  let kv: KV;
+  let bucket: string;
+  const stops: Array<() => Promise<void>> = [];
+
+  beforeEach(async () => {
+    const servers = inject("natsUrl");
+    ncs = await Promise.all([connect({ servers }), connect({ servers }), connect({ servers })]);
+    bucket = `ricochet_dedupe_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+    kv = await new Kvm(ncs[0] as NatsConnection).create(bucket, { ttl: 60_000, history: 1 });
+  });
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+    await kv.destroy();
+    await Promise.all(ncs.map((nc) => nc.close()));
+  });
+
+  async function instance(
+    i: number,
+    handlers: Handlers<typeof billing>,
+    queue: string,
+    leaseMs = 5_000,
+  ): Promise<Responder> {
+    const nc = ncs[i] as NatsConnection;
+    const store = kvDedupe(await new Kvm(nc).open(bucket), { ttlMs: 60_000, leaseMs });
+    const r = createResponder(billing, handlers, {
+      transport: natsTransport(nc),
+      queue,
+      dedupe: store,
+    });
+    await r.start();
+    stops.push(async () => {
+      await r.stop();
+      store.close();
+    });
+    return r;
+  }
+
+  it("runs the handler once when two instances both receive the same call id", async () => {
+    let runs = 0;
+    const gate = deferred();
+    const started = deferred();
+    const handlers = {
+      ...billingHandlers,
+      charge: async (req: { amountCents: number }) => {
+        runs++;
+        started.resolve();
+        await gate.promise;
+        return { chargeId: `ch_${runs}`, balanceCents: 100 - req.amountCents };
+      },
+    };
+    // Different queue groups: every request reaches both instances, as a redelivery or retry might.
+    await instance(0, handlers, "a");
+    await instance(1, handlers, "b");
+    const raw = ncs[2] as NatsConnection;
+    const inbox = `_INBOX.kvtest.${Date.now()}`;
+    const replies: string[] = [];
+    const both = deferred();
+    raw.subscribe(inbox, {
+      callback: (_err, m) => {
+        replies.push(m.string());
+        if (replies.length === 2) both.resolve();
+      },
+    });
+    const h = natsHeaders();
+    h.set("Nats-Msg-Id", "shared-1");
+    raw.publish("billing.charge", JSON.stringify({ accountId: "a", amountCents: 5 }), {
+      reply: inbox,
+      headers: h,
+    });
+    await raw.flush();
+    // Let both instances claim before the owner finishes.
+    await expect
+      .poll(async () => (await kv.get(kvKey("shared-1")))?.operation, { timeout: 5_000 })
+      .toBe("PUT");
+    gate.resolve();
+    await both.promise;
+    expect(replies).toEqual([
+      '{"chargeId":"ch_1","balanceCents":95}',
+      '{"chargeId":"ch_1","balanceCents":95}',
+    ]);
+    expect(runs).toBe(1);
+  });
+
+  it("replays from the bucket on another instance after the first one stopped, and refuses a reused id", async () => {
+    let runs = 0;
+    const handlers = {
+      ...billingHandlers,
+      charge: () => ({ chargeId: `ch_${++runs}`, balanceCents: 0 }),
+    };
+    const a = await instance(0, handlers, "billing");
+    const client = createClient(billing, {
+      transport: natsTransport(ncs[2] as NatsConnection),
+      retry: { attempts: 1 },
+    });
+    stops.push(() => client.close());
+    await expect(
+      client.charge({ accountId: "a", amountCents: 1 }, { id: "seq-1" }),
+    ).resolves.toEqual({ chargeId: "ch_1", balanceCents: 0 });
+    await a.stop();
+    await instance(1, handlers, "billing");
+    await expect(
+      client.charge({ accountId: "a", amountCents: 1 }, { id: "seq-1" }),
+    ).resolves.toEqual({ chargeId: "ch_1", balanceCents: 0 });
+    expect(
+      (await rejection(client.charge({ accountId: "a", amountCents: 2 }, { id: "seq-1" }))).code,
+    ).toBe("ID_REUSED");
+    expect(runs).toBe(1);
+  });
+
+  it("takes over a claim whose owner stopped renewing it, once its lease lapses", async () => {
+    const dead = kvDedupe(kv, { ttlMs: 60_000, leaseMs: 300 });
+    const first = await dead.claim("orphan-1", "charge:x");
+    expect(first.status).toBe("owner");
+    dead.close(); // the owner "dies": its lease is no longer renewed, and it never finishes
+    const live = kvDedupe(await new Kvm(ncs[1] as NatsConnection).open(bucket), {
+      ttlMs: 60_000,
+      leaseMs: 300,
+    });
+    stops.push(async () => live.close());
+    const second = await live.claim("orphan-1", "charge:x");
+    expect(second.status).toBe("running");
+    if (second.status !== "running") return;
+    expect(await second.wait(AbortSignal.timeout(5_000))).toBeUndefined(); // the lease lapsed
+    const third = await live.claim("orphan-1", "charge:x");
+    expect(third.status).toBe("owner");
+    if (third.status === "owner")
+      await third.finish({ data: new TextEncoder().encode('"done"') }, true);
+    const replay = await live.claim("orphan-1", "charge:x");
+    expect(replay.status === "done" && new TextDecoder().decode(replay.reply.data)).toBe('"done"');
+  });
+
+  it("keys any call id safely", () => {
+    expect(kvKey("order-42")).toBe("k_order-42");
+    expect(kvKey("has space/and.dots")).toMatch(/^e_[-_A-Za-z0-9]+$/);
+  });
+});
