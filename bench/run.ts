@@ -29,6 +29,7 @@ const IMPLS = [
   { name: "nats-request", label: "nats.js nc.request()" },
   { name: "ricochet", label: "ricochet default (zod both sides + memoryDedupe)" },
   { name: "ricochet-nodedupe", label: "ricochet, dedupe: false" },
+  { name: "ricochet-kv", label: "ricochet, kvDedupe (JetStream KV)" },
   { name: "services", label: "@nats-io/services + nc.request()" },
   { name: "moleculer", label: "moleculer 0.14 (NATS transporter)" },
 ].filter((i) => only === undefined || only.includes(i.name));
@@ -238,7 +239,7 @@ async function main() {
     `node ${env.node}, ${env.natsServer}, ${env.cpu} × ${env.cores}, ${env.pinned}; median of ${repeats}.`,
     "Every figure has, in brackets, its ratio to the hand-written ceiling in the same column (for latency,",
     "CPU and heap, lower is better). The p50 target compares with nc.request(), below. Not measured:",
-    "kvDedupe and durable mode (not built yet).",
+    "durable mode (not built yet).",
     "",
     table,
     "",

@@ -7,7 +7,11 @@
 import { performance } from "node:perf_hooks";
 import { create as handwritten } from "./impls/handwritten.js";
 import { create as natsRequest } from "./impls/nats-request.js";
-import { create as ricochet, createWithoutDedupe as ricochetNoDedupe } from "./impls/ricochet.js";
+import {
+  create as ricochet,
+  createWithKvDedupe as ricochetKv,
+  createWithoutDedupe as ricochetNoDedupe,
+} from "./impls/ricochet.js";
 import type { Impl, ImplFactory } from "./impls/types.js";
 import { makeRequest } from "./payload.js";
 
@@ -34,6 +38,7 @@ const factories: Record<string, () => Promise<ImplFactory>> = {
   handwritten: async () => handwritten,
   ricochet: async () => ricochet,
   "ricochet-nodedupe": async () => ricochetNoDedupe,
+  "ricochet-kv": async () => ricochetKv,
   services: async () => (await import("./impls/services.js")).create,
   moleculer: async () => (await import("./impls/moleculer.js")).create,
 };

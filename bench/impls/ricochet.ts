@@ -1,6 +1,15 @@
-/** ricochet over core NATS: validation on both sides, with or without its default memory dedupe store. */
+/** ricochet over core NATS: validation on both sides; the default memory dedupe, none, or kvDedupe. */
+import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { createClient, createResponder, defineContract, method, natsTransport } from "ricochet";
+import {
+  createClient,
+  createResponder,
+  type DedupeStore,
+  defineContract,
+  kvDedupe,
+  method,
+  natsTransport,
+} from "ricochet";
 import { makeResponse, requestSchema, responseSchema } from "../payload.js";
 import { createGate } from "./gate.js";
 import type { ImplFactory } from "./types.js";
@@ -11,9 +20,25 @@ const contract = defineContract({
   methods: { charge: method({ request: requestSchema, response: responseSchema }) },
 });
 
-function factory(dedupe: boolean): ImplFactory {
+type DedupeChoice = "default" | "none" | "kv";
+
+function factory(choice: DedupeChoice): ImplFactory {
   return async (servers) => {
     const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
+    let dedupe: DedupeStore | false | undefined;
+    let cleanup = async () => {};
+    if (choice === "none") dedupe = false;
+    if (choice === "kv") {
+      const bucket = `bench_dedupe_${process.pid}`;
+      const kvm = new Kvm(server);
+      const kv = await kvm.create(bucket, { ttl: 120_000, history: 1 });
+      const store = kvDedupe(kv, { ttlMs: 120_000, leaseMs: 30_000 });
+      dedupe = store;
+      cleanup = async () => {
+        store.close();
+        await kv.destroy();
+      };
+    }
     const gate = createGate();
     const responder = createResponder(
       contract,
@@ -28,8 +53,8 @@ function factory(dedupe: boolean): ImplFactory {
         transport: natsTransport(server),
         concurrency: 20_000,
         maxQueue: 20_000,
-        // The default is memoryDedupe() with its default bounds; `false` measures the path without it.
-        ...(dedupe ? {} : { dedupe: false as const }),
+        // Left out, the default applies: memoryDedupe() with its default bounds.
+        ...(dedupe === undefined ? {} : { dedupe }),
       },
     );
     await responder.start();
@@ -42,6 +67,7 @@ function factory(dedupe: boolean): ImplFactory {
       close: async () => {
         await rpc.close();
         await responder.stop();
+        await cleanup();
         await Promise.all([client.close(), server.close()]);
       },
     };
@@ -49,6 +75,8 @@ function factory(dedupe: boolean): ImplFactory {
 }
 
 /** ricochet as configured by default: validation on both sides, memoryDedupe(). */
-export const create = factory(true);
+export const create = factory("default");
 /** ricochet with `dedupe: false`: validation only. */
-export const createWithoutDedupe = factory(false);
+export const createWithoutDedupe = factory("none");
+/** ricochet with `kvDedupe` on a JetStream KV bucket: a KV create and update per call. */
+export const createWithKvDedupe = factory("kv");

@@ -3,6 +3,7 @@
  * bucket run a call id's handler once between them; a claim whose owner died is taken over.
  */
 
+import { spawn } from "node:child_process";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
@@ -144,6 +145,71 @@ describe("kvDedupe on a real nats-server", () => {
       await third.finish({ data: new TextEncoder().encode('"done"') }, true);
     const replay = await live.claim("orphan-1", "charge:x");
     expect(replay.status === "done" && new TextDecoder().decode(replay.reply.data)).toBe('"done"');
+  });
+
+  it("a responder SIGKILLed mid-handler: the retry completes on another instance, and the effect happens once", async () => {
+    const servers = inject("natsUrl");
+    const observer = ncs[2] as NatsConnection;
+    const effects: string[] = [];
+    const started = deferred<string>();
+    const effected = deferred();
+    observer.subscribe("effects.started.kill-1", {
+      callback: (_e, m) => started.resolve(m.string()),
+    });
+    observer.subscribe("effects.done.kill-1", {
+      callback: (_e, m) => {
+        effects.push(m.string());
+        effected.resolve();
+      },
+    });
+    await observer.flush();
+
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "test/support/responder-process.ts", servers, bucket, "500"],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    stops.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+      child.once("exit", (code) => reject(new Error(`responder process exited early (${code})`)));
+    });
+
+    const client = createClient(billing, {
+      transport: natsTransport(observer),
+      timeoutMs: 10_000,
+      retry: { attempts: 4, baseMs: 10, maxMs: 50 },
+    });
+    stops.push(() => client.close());
+    const call = client.charge({ accountId: "a", amountCents: 5 }, { id: "kill-1" });
+    const victim = await started.promise; // the child runs the handler (and holds the claim)
+    child.kill("SIGKILL");
+    await exited;
+
+    await instance(
+      1,
+      {
+        ...billingHandlers,
+        charge: (req, ctx) => {
+          (ncs[1] as NatsConnection).publish(`effects.done.${ctx.id}`, "survivor");
+          return { chargeId: "ch_survivor", balanceCents: 100 - req.amountCents };
+        },
+      },
+      "billing",
+      500,
+    );
+
+    await expect(call).resolves.toEqual({ chargeId: "ch_survivor", balanceCents: 95 });
+    await effected.promise;
+    await observer.flush();
+    expect(victim).toBe(String(child.pid));
+    expect(effects).toEqual(["survivor"]);
   });
 
   it("keys any call id safely", () => {
