@@ -5,7 +5,7 @@
  * is repeated (3 times by default) and the median is reported, also as a ratio to the hand-written
  * ceiling from the same run. Results go to bench/results/<timestamp>.json.
  *
- *   npm run bench                 # full run, about 6 minutes
+ *   npm run bench                 # full run, about 8 minutes
  *   npm run bench -- --quick      # one repeat, shorter windows: a smoke test
  *   npm run bench -- --only ricochet,handwritten
  */
