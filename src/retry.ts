@@ -1,10 +1,9 @@
 /**
- * Retry policy: how many attempts, how long to wait between them (exponential backoff with full
- * jitter), and which failures are safe to retry.
+ * Retry policy: how many attempts, and how long to wait between them (exponential backoff with full
+ * jitter). Which failures may be retried is each code's `retryable` flag in `RPC_CODES`.
  *
  * @module
  */
-import { isRpcError } from "./errors.js";
 
 /** How a client retries a call. A call keeps one id and one reply subject across all its attempts. */
 export interface RetryOptions {
@@ -76,12 +75,4 @@ export function backoffMs(
 ): number {
   const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, next - 2));
   return Math.floor(random() * ceiling);
-}
-
-/**
- * Whether a failed attempt may be sent again: a timed-out attempt, no responders, or a responder that
- * said it is overloaded or draining. Contract errors, `INVALID_*`, `ID_REUSED` and `CANCELLED` are final.
- */
-export function isRetryable(err: unknown): boolean {
-  return isRpcError(err) && err.retryable;
 }

@@ -32,6 +32,28 @@ function codeOf(err: unknown): string {
   return isRpcError(err) ? err.code : "INTERNAL";
 }
 
+/** Runs `next`, records its outcome on `span` (code attribute, ERROR status), and ends the span. */
+async function settleSpan(
+  otel: OtelApi,
+  span: Otel.Span,
+  next: () => Promise<unknown>,
+): Promise<unknown> {
+  try {
+    const value = await next();
+    span.setAttribute("rpc.ricochet.code", "OK");
+    return value;
+  } catch (err) {
+    span.setAttribute("rpc.ricochet.code", codeOf(err));
+    span.setStatus({
+      code: otel.SpanStatusCode.ERROR,
+      message: err instanceof Error ? err.message : String(err),
+    });
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
 /**
  * Client middleware that records a CLIENT span per call (name `<service>/<method>`; attributes
  * `rpc.system`, `rpc.service`, `rpc.method`, `messaging.destination.name`, `messaging.message.id` and
@@ -57,22 +79,9 @@ export function clientTracing(otel: OtelApi, options: TracingOptions = {}): Clie
           "messaging.message.id": call.id,
         },
       },
-      async (span) => {
+      (span) => {
         otel.propagation.inject(otel.context.active(), call.headers);
-        try {
-          const value = await next();
-          span.setAttribute("rpc.ricochet.code", "OK");
-          return value;
-        } catch (err) {
-          span.setAttribute("rpc.ricochet.code", codeOf(err));
-          span.setStatus({
-            code: otel.SpanStatusCode.ERROR,
-            message: err instanceof Error ? err.message : String(err),
-          });
-          throw err;
-        } finally {
-          span.end();
-        }
+        return settleSpan(otel, span, next);
       },
     );
 }
@@ -106,22 +115,7 @@ export function responderTracing(otel: OtelApi, options: TracingOptions = {}): R
         },
       },
       parent,
-      async (span) => {
-        try {
-          const value = await next();
-          span.setAttribute("rpc.ricochet.code", "OK");
-          return value;
-        } catch (err) {
-          span.setAttribute("rpc.ricochet.code", codeOf(err));
-          span.setStatus({
-            code: otel.SpanStatusCode.ERROR,
-            message: err instanceof Error ? err.message : String(err),
-          });
-          throw err;
-        } finally {
-          span.end();
-        }
-      },
+      (span) => settleSpan(otel, span, next),
     );
   };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { isRpcError, RPC_CODES, RpcError } from "../../src/errors.js";
-import { backoffMs, DEFAULT_RETRY, isRetryable, resolveRetry } from "../../src/retry.js";
+import { backoffMs, DEFAULT_RETRY, resolveRetry } from "../../src/retry.js";
 
 describe("RpcError", () => {
   it("takes its status and retryability from the code table", () => {
@@ -59,7 +59,6 @@ describe("retry policy", () => {
       .map(([k]) => k)
       .sort();
     expect(retryable).toEqual(["NO_RESPONDERS", "OVERLOADED", "TIMEOUT", "UNAVAILABLE"]);
-    expect(isRetryable(new RpcError("INSUFFICIENT_FUNDS", ""))).toBe(false);
-    expect(isRetryable(new Error("x"))).toBe(false);
+    expect(new RpcError("INSUFFICIENT_FUNDS", "").retryable).toBe(false);
   });
 });
