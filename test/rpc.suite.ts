@@ -12,7 +12,14 @@ import {
   type Responder,
   type ResponderOptions,
 } from "../src/responder.js";
-import { billing, billingHandlers, captureLogs, deferred, rejection } from "./fixtures/billing.js";
+import {
+  billing,
+  billingHandlers,
+  captureLogs,
+  deferred,
+  gatedEcho,
+  rejection,
+} from "./fixtures/billing.js";
 import type { TransportPair } from "./transport.suite.js";
 
 const once: CallOptions = { retry: { attempts: 1 } };
@@ -212,25 +219,17 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     });
 
     it("rejects with CANCELLED when the caller aborts, and sends nothing when already aborted", async () => {
-      const started = deferred();
-      const gate = deferred();
-      await serve({
-        ...billingHandlers,
-        echo: async ({ text }) => {
-          started.resolve();
-          await gate.promise;
-          return { text };
-        },
-      });
+      const held = gatedEcho();
+      await serve({ ...billingHandlers, echo: held.echo });
       const c = client();
       const controller = new AbortController();
       const call = c.echo({ text: "x" }, { signal: controller.signal });
-      await started.promise;
+      await held.started;
       controller.abort(new Error("user left"));
       const err = await rejection(call);
       expect(err.code).toBe("CANCELLED");
       expect((err.cause as Error).message).toBe("user left");
-      gate.resolve();
+      held.open();
       expect((await rejection(c.echo({ text: "y" }, { signal: AbortSignal.abort() }))).code).toBe(
         "CANCELLED",
       );
@@ -299,44 +298,23 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     });
 
     it("refuses calls past concurrency + maxQueue with OVERLOADED", async () => {
-      const gate = deferred();
-      const started = deferred();
-      await serve(
-        {
-          ...billingHandlers,
-          echo: async ({ text }) => {
-            started.resolve();
-            await gate.promise;
-            return { text };
-          },
-        },
-        { concurrency: 1, maxQueue: 0 },
-      );
+      const held = gatedEcho();
+      await serve({ ...billingHandlers, echo: held.echo }, { concurrency: 1, maxQueue: 0 });
       const c = client();
       const first = c.echo({ text: "1" });
-      await started.promise;
+      await held.started;
       const err = await rejection(c.echo({ text: "2" }, once));
       expect(err.code).toBe("OVERLOADED");
       expect(err.retryable).toBe(true);
-      gate.resolve();
+      held.open();
       await expect(first).resolves.toEqual({ text: "1" });
     });
 
     it("stop() drains: the call in flight finishes and replies, and new calls find no responders", async () => {
-      const started = deferred();
-      const gate = deferred();
+      const held = gatedEcho();
       const draining = deferred();
-      let runs = 0;
       const responder = await serve(
-        {
-          ...billingHandlers,
-          echo: async ({ text }) => {
-            runs++;
-            started.resolve();
-            await gate.promise;
-            return { text };
-          },
-        },
+        { ...billingHandlers, echo: held.echo },
         {
           logger: pino(
             { level: "info" },
@@ -350,7 +328,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       );
       const c = client();
       const inFlight = c.echo({ text: "in flight" });
-      await started.promise;
+      await held.started;
       let stopped = false;
       const stopping = responder.stop().then(() => {
         stopped = true;
@@ -362,10 +340,10 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       const refused = await rejection(c.echo({ text: "new" }, once));
       expect(refused.code).toBe("NO_RESPONDERS");
       expect(stopped).toBe(false);
-      gate.resolve();
+      held.open();
       await expect(inFlight).resolves.toEqual({ text: "in flight" });
       await stopping;
-      expect(runs).toBe(1);
+      expect(held.runs).toBe(1);
     });
 
     it("spreads calls over the members of a queue group", async () => {
@@ -387,23 +365,15 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
     });
 
     it("close() settles pending calls with CANCELLED, and later calls too", async () => {
-      const started = deferred();
-      const gate = deferred();
-      await serve({
-        ...billingHandlers,
-        echo: async ({ text }) => {
-          started.resolve();
-          await gate.promise;
-          return { text };
-        },
-      });
+      const held = gatedEcho();
+      await serve({ ...billingHandlers, echo: held.echo });
       const c = createClient(billing, { transport: pair.a });
       const call = rejection(c.echo({ text: "x" }));
-      await started.promise;
+      await held.started;
       await c.close();
       expect((await call).code).toBe("CANCELLED");
       expect((await rejection(c.echo({ text: "y" }))).message).toMatch(/client is closed/);
-      gate.resolve();
+      held.open();
     });
 
     it("rejects a request over the bus's max payload with PAYLOAD_TOO_LARGE, nothing sent", async () => {

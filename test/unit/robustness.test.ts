@@ -14,7 +14,7 @@ import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
-import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
+import { billing, billingHandlers, deferred, gatedEcho, rejection } from "../fixtures/billing.js";
 
 describe("robustness", () => {
   let t: MemoryTransport;
@@ -360,25 +360,14 @@ describe("robustness", () => {
 
   it("stop() finishes queued calls as well as running ones", async () => {
     t = memoryTransport();
-    const gate = deferred();
-    const started = deferred();
-    const responder = await serve(
-      {
-        ...billingHandlers,
-        echo: async ({ text }) => {
-          started.resolve();
-          await gate.promise;
-          return { text };
-        },
-      },
-      { concurrency: 1 },
-    );
+    const held = gatedEcho();
+    const responder = await serve({ ...billingHandlers, echo: held.echo }, { concurrency: 1 });
     const c = client();
     const calls = ["1", "2", "3"].map((text) => c.echo({ text }));
-    await started.promise;
+    await held.started;
     await t.flush(); // the other two calls have arrived and wait in the queue
     const stopping = responder.stop();
-    gate.resolve();
+    held.open();
     await stopping;
     expect((await Promise.all(calls)).map((r) => r.text)).toEqual(["1", "2", "3"]);
   });
