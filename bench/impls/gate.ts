@@ -1,4 +1,4 @@
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import type { BenchRequest } from "../payload.js";
 
 /** A gate the benchmark responders await, so replies can be held back to measure calls in flight. */
@@ -21,6 +21,10 @@ export function createGate() {
       open?.();
       held = undefined;
     },
+    /** The gate's side of an {@link Impl}: spread it into the implementation. */
+    controls() {
+      return { hold: this.hold, release: this.release, arrived: () => arrived };
+    },
     /** Resolves at once unless held. */
     pass(): Promise<void> | undefined {
       arrived++;
@@ -29,10 +33,19 @@ export function createGate() {
   };
 }
 
-/**
- * A queue-group subscriber that answers every request with hand-written JSON, for the raw baselines.
- * Replies wait at `gate` while it is held.
- */
+/** Answers `msg` with the JSON of `respond(request)`, once the gate lets it through. */
+export function respondJson(
+  gate: ReturnType<typeof createGate>,
+  msg: Msg,
+  respond: (req: BenchRequest) => unknown,
+): void {
+  const res = JSON.stringify(respond(msg.json()));
+  const held = gate.pass();
+  if (held) void held.then(() => msg.respond(res));
+  else msg.respond(res);
+}
+
+/** A queue-group subscriber that answers every request through {@link respondJson}, for the raw baselines. */
 export function serveJson(
   server: NatsConnection,
   gate: ReturnType<typeof createGate>,
@@ -40,11 +53,12 @@ export function serveJson(
 ): void {
   server.subscribe("bench.charge", {
     queue: "bench",
-    callback: (_err, msg) => {
-      const res = JSON.stringify(respond(msg.json()));
-      const held = gate.pass();
-      if (held) void held.then(() => msg.respond(res));
-      else msg.respond(res);
-    },
+    callback: (_err, msg) => respondJson(gate, msg, respond),
   });
+}
+
+/** A call made the way nats.js documents it: `nc.request()` with hand-written JSON. */
+export function requestJson(client: NatsConnection) {
+  return async (req: unknown): Promise<unknown> =>
+    (await client.request("bench.charge", JSON.stringify(req), { timeout: 60_000 })).json();
 }

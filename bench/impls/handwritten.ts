@@ -33,9 +33,7 @@ export const create: ImplFactory = async (servers) => {
         pending.set(token, resolve);
         client.publish("bench.charge", JSON.stringify(req), { reply: `${inbox}.${token}` });
       }),
-    hold: gate.hold,
-    release: gate.release,
-    arrived: () => gate.arrived,
+    ...gate.controls(),
     close: async () => {
       await Promise.all([client.close(), server.close()]);
     },

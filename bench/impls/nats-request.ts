@@ -1,7 +1,7 @@
 /** Baseline: nats.js v3 `nc.request()` against a queue-group subscriber, hand-written JSON. */
 import { connect } from "@nats-io/transport-node";
 import { makeResponse } from "../payload.js";
-import { createGate, serveJson } from "./gate.js";
+import { createGate, requestJson, serveJson } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
 export const create: ImplFactory = async (servers) => {
@@ -10,11 +10,8 @@ export const create: ImplFactory = async (servers) => {
   serveJson(server, gate, makeResponse);
   await server.flush();
   return {
-    call: async (req) =>
-      (await client.request("bench.charge", JSON.stringify(req), { timeout: 60_000 })).json(),
-    hold: gate.hold,
-    release: gate.release,
-    arrived: () => gate.arrived,
+    call: requestJson(client),
+    ...gate.controls(),
     close: async () => {
       await Promise.all([client.close(), server.close()]);
     },

@@ -61,9 +61,7 @@ function factory(choice: DedupeChoice): ImplFactory {
     const rpc = createClient(contract, { transport: natsTransport(client), timeoutMs: 60_000 });
     return {
       call: (req) => rpc.charge(req as Parameters<typeof rpc.charge>[0]),
-      hold: gate.hold,
-      release: gate.release,
-      arrived: () => gate.arrived,
+      ...gate.controls(),
       close: async () => {
         await rpc.close();
         await responder.stop();

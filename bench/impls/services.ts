@@ -3,7 +3,7 @@
 import { Svcm } from "@nats-io/services";
 import { connect } from "@nats-io/transport-node";
 import { makeResponse } from "../payload.js";
-import { createGate } from "./gate.js";
+import { createGate, requestJson, respondJson } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
 export const create: ImplFactory = async (servers) => {
@@ -12,20 +12,12 @@ export const create: ImplFactory = async (servers) => {
   const service = await new Svcm(server).add({ name: "bench", version: "1.0.0" });
   service.addEndpoint("charge", {
     subject: "bench.charge",
-    handler: (_err, msg) => {
-      const res = JSON.stringify(makeResponse(msg.json()));
-      const held = gate.pass();
-      if (held) void held.then(() => msg.respond(res));
-      else msg.respond(res);
-    },
+    handler: (_err, msg) => respondJson(gate, msg, makeResponse),
   });
   await server.flush();
   return {
-    call: async (req) =>
-      (await client.request("bench.charge", JSON.stringify(req), { timeout: 60_000 })).json(),
-    hold: gate.hold,
-    release: gate.release,
-    arrived: () => gate.arrived,
+    call: requestJson(client),
+    ...gate.controls(),
     close: async () => {
       await service.stop();
       await Promise.all([client.close(), server.close()]);

@@ -25,9 +25,7 @@ export async function create(servers, makeResponse, gate) {
   await client.waitForServices(["bench"]);
   return {
     call: (req) => client.call("bench.charge", req),
-    hold: gate.hold,
-    release: gate.release,
-    arrived: () => gate.arrived,
+    ...gate.controls(),
     close: async () => {
       await client.stop();
       await server.stop();
