@@ -10,6 +10,7 @@ import { HEADER_ATTEMPT, HEADER_TIMEOUT, MAX_BUDGET_MS } from "./protocol.js";
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
+import { type DurableQueue, type EnqueueReceipt, HEADER_REPLY } from "./transport/queue.js";
 import type { Transport, TransportMessage } from "./transport/types.js";
 
 /** A call the client has validated and encoded. */
@@ -26,6 +27,8 @@ export interface CallSpec {
   readonly reply: string;
   /** The key of this call in the client's table of pending calls. */
   readonly token: string;
+  /** Set for a durable call: the command is stored on this queue instead of sent as a request. */
+  readonly durable?: { queue: DurableQueue; service: string; method: string } | undefined;
 }
 
 /** A retry that was sent: its attempt number, and why the previous attempt failed. */
@@ -83,6 +86,10 @@ export class Call {
   #unanswered = false;
   /** Why the next attempt is a retry, reported once it is sent. */
   #retry: { code: string; delayMs: number } | undefined;
+  /** For a durable call until it is stored (or found to be another caller's): its queue. */
+  #durable: CallSpec["durable"];
+  /** Where the durable command is stored, once it is. */
+  #stored: string | undefined;
   readonly #started = Date.now();
 
   constructor(
@@ -93,6 +100,7 @@ export class Call {
       this.#resolve = resolve;
       this.#reject = reject;
     });
+    this.#durable = spec.durable;
   }
 
   /** Starts the call; returns its promise. */
@@ -153,6 +161,11 @@ export class Call {
     const attempt = ++this.#attempt;
     this.#phase = "attempt";
     this.#refusal = undefined;
+    const share = Math.ceil(remaining / (policy.attempts - attempt + 1));
+    if (this.#durable !== undefined) {
+      this.#enqueue(this.#durable, attempt, Math.min(share, MAX_BUDGET_MS));
+      return;
+    }
     headers[HEADER_TIMEOUT] = String(Math.min(remaining, MAX_BUDGET_MS));
     if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
     try {
@@ -161,11 +174,60 @@ export class Call {
       this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
       return;
     }
-    if (attempt > 1 && this.#retry !== undefined) {
-      this.env.onRetry?.({ subject: scope.subject, id: scope.callId, attempt, ...this.#retry });
-    }
-    const share = Math.ceil(remaining / (policy.attempts - attempt + 1));
+    this.#retried(attempt);
     this.#timer = setTimeout(onTimer, Math.min(share, MAX_BUDGET_MS), this);
+  }
+
+  #retried(attempt: number): void {
+    if (attempt > 1 && this.#retry !== undefined) {
+      const { subject, callId } = this.spec.scope;
+      this.env.onRetry?.({ subject, id: callId, attempt, ...this.#retry });
+    }
+  }
+
+  /**
+   * Stores the durable command. Attempts retry only the store: once the queue has the command, the
+   * call waits for its reply until the deadline, however long responders take to get to it.
+   */
+  #enqueue(durable: NonNullable<CallSpec["durable"]>, attempt: number, timeoutMs: number): void {
+    const { body, headers, reply } = this.spec;
+    headers[HEADER_REPLY] = reply;
+    durable.queue.enqueue(durable.service, durable.method, body, headers, timeoutMs).then(
+      (receipt) => this.#onStored(attempt, receipt),
+      (err: unknown) => this.#onStoreFailed(err),
+    );
+    this.#retried(attempt);
+  }
+
+  #onStored(attempt: number, receipt: EnqueueReceipt): void {
+    if (this.settled) return;
+    if (receipt.duplicate && attempt === 1) {
+      // Another call with this id stored the command first, so its reply goes to that caller. Ask
+      // for the outcome with core requests: the responder's dedupe store replays or joins it.
+      delete this.spec.headers[HEADER_REPLY];
+      this.#durable = undefined;
+      this.#attempt = 0;
+      this.#send();
+      return;
+    }
+    // Stored (by this attempt, or by an earlier one whose confirmation was lost).
+    this.#stored = receipt.location;
+    this.#unanswered = true;
+    this.#phase = "lingering";
+    const left = this.spec.deadline - Date.now();
+    this.#timer = setTimeout(onTimer, Math.max(0, Math.min(left, MAX_BUDGET_MS)), this);
+  }
+
+  #onStoreFailed(err: unknown): void {
+    if (this.settled) return;
+    const { subject, callId } = this.spec.scope;
+    const text = err instanceof Error ? err.message : String(err);
+    this.#refusal = new RpcError(
+      "UNAVAILABLE",
+      `${subject}: could not store the durable command (${text}); is JetStream enabled on the server, and may this connection publish to it?`,
+      { callId, subject, cause: err },
+    );
+    this.#next();
   }
 
   /** The timer fired: an attempt went unanswered, a backoff ended, or the deadline came. */
@@ -219,7 +281,17 @@ export class Call {
     }
     const { subject, callId } = this.spec.scope;
     const n = this.#attempt;
-    const message = `${subject} timed out after ${Date.now() - this.#started} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;
+    const elapsed = Date.now() - this.#started;
+    if (this.#stored !== undefined) {
+      const message = `${subject}: no result within ${elapsed} ms, but the durable command is stored (${this.#stored}, call ${callId}) and will run when a responder takes it; call again with id '${callId}' to get its result`;
+      const details = { stored: this.#stored };
+      this.settle({
+        ok: false,
+        error: new RpcError("TIMEOUT", message, { callId, subject, details }),
+      });
+      return;
+    }
+    const message = `${subject} timed out after ${elapsed} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;
     this.settle({ ok: false, error: new RpcError("TIMEOUT", message, { callId, subject }) });
   }
 }

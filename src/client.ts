@@ -29,11 +29,20 @@ import {
 } from "./protocol.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
 import { isValidHeader } from "./transport/headers.js";
+import { type DurableQueue, HEADER_REPLY } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
 import { describeIssues, type Validation, validate } from "./validate.js";
 
+/** Durable calls: which queue stores their commands, and which methods are durable by default. */
+export interface DurableClientOptions<C extends AnyContract = AnyContract> {
+  /** The queue the commands are stored on, e.g. {@link jetstreamQueue}; responders consume it. */
+  queue: DurableQueue;
+  /** Methods whose calls are durable unless a call says `durable: false`. @default [] */
+  methods?: readonly MethodName<C>[];
+}
+
 /** Options for {@link createClient}. */
-export interface ClientOptions {
+export interface ClientOptions<C extends AnyContract = AnyContract> {
   /** The bus: {@link natsTransport} or {@link memoryTransport}. */
   transport: Transport;
   /**
@@ -49,6 +58,12 @@ export interface ClientOptions {
   use?: ClientMiddleware[];
   /** Told after each retry is sent (for metrics). */
   onRetry?: (info: RetryInfo) => void;
+  /**
+   * Lets calls go through a durable queue (JetStream) instead of core NATS, so they survive every
+   * responder being down: the command is stored first, then run when a responder takes it.
+   * @default undefined — core calls only
+   */
+  durable?: DurableClientOptions<C>;
 }
 
 /** Options for one call. */
@@ -71,6 +86,14 @@ export interface CallOptions {
   parent?: { readonly deadline: number; readonly signal: AbortSignal };
   /** Extra headers to send, e.g. for authentication. Names must not clash with ricochet's own. */
   headers?: Record<string, string>;
+  /**
+   * Store this call as a durable command (needs the client's `durable` option) instead of sending a
+   * core request, or (`false`) send a core request for a method that is durable by default. A durable
+   * call waits for its result until `timeoutMs`; if that passes, the command is still stored and runs
+   * later, and the TIMEOUT says so: call again with the same `id` for its result.
+   * @default whether the method is in the client's `durable.methods`
+   */
+  durable?: boolean;
 }
 
 /** A typed async function per contract method, plus {@link Client.close}. */
@@ -99,13 +122,23 @@ export const CLIENT_INTERNALS = Symbol.for("ricochet.client.internals");
  */
 export function createClient<C extends AnyContract>(
   contract: C,
-  options: ClientOptions,
+  options: ClientOptions<C>,
 ): Client<C> {
   const { transport } = options;
   if (transport === undefined) throw new TypeError("createClient(): `transport` is required");
   const timeoutMs = checkTimeout(options.timeoutMs ?? 5000, "timeoutMs");
   const retry = resolveRetry(options.retry);
   const use = [...(options.use ?? [])];
+  const queue = options.durable?.queue;
+  const durableByDefault = new Set<string>(options.durable?.methods ?? []);
+  if (options.durable !== undefined && queue === undefined)
+    throw new TypeError("createClient(): `durable.queue` is required, e.g. jetstreamQueue(js)");
+  for (const name of durableByDefault) {
+    if (!Object.hasOwn(contract.methods, name))
+      throw new TypeError(
+        `createClient(): durable.methods names '${name}', which ${contract.service} does not have`,
+      );
+  }
   const log = (options.logger ?? pino({ level: "silent" })).child({
     lib: "ricochet",
     service: contract.service,
@@ -167,6 +200,7 @@ export function createClient<C extends AnyContract>(
 
   /** Checks the options and the request, then starts the call. Throws for anything wrong up front. */
   function call(
+    name: string,
     subject: string,
     m: AnyMethod,
     input: unknown,
@@ -194,6 +228,15 @@ export function createClient<C extends AnyContract>(
       opts.headers === undefined ? {} : checkHeaders(opts.headers, subject);
     headers[HEADER_CALL_ID] = id;
     const scope = { method: m, subject, callId: id };
+    let stored: { queue: DurableQueue; service: string; method: string } | undefined;
+    if (opts.durable ?? durableByDefault.has(name)) {
+      if (queue === undefined) {
+        throw new TypeError(
+          `${subject}: call option durable needs the client's \`durable: { queue }\` option (e.g. jetstreamQueue(js))`,
+        );
+      }
+      stored = { queue, service: contract.service, method: name };
+    }
     const send = (checked: Validation): Promise<unknown> => {
       if (!checked.ok) {
         const message = `${subject}: invalid request, nothing sent: ${describeIssues(checked.issues)}`;
@@ -209,7 +252,7 @@ export function createClient<C extends AnyContract>(
       const token = (++seq).toString(36);
       const reply = `${listen()}.${token}`;
       return new Call(
-        { scope, policy, deadline, signals, body, headers, reply, token },
+        { scope, policy, deadline, signals, body, headers, reply, token, durable: stored },
         env,
       ).start();
     };
@@ -245,7 +288,7 @@ export function createClient<C extends AnyContract>(
     const subject = methodSubject(contract.service, name);
     const direct = (input: unknown, opts?: CallOptions) => {
       try {
-        return call(subject, m, input, opts);
+        return call(name, subject, m, input, opts);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -294,9 +337,14 @@ function checkTimeout(value: number, name: string): number {
 }
 
 const RESERVED = new Set(
-  [HEADER_CALL_ID, HEADER_ATTEMPT, HEADER_TIMEOUT, HEADER_ERROR, HEADER_ERROR_CODE].map((h) =>
-    h.toLowerCase(),
-  ),
+  [
+    HEADER_CALL_ID,
+    HEADER_ATTEMPT,
+    HEADER_TIMEOUT,
+    HEADER_ERROR,
+    HEADER_ERROR_CODE,
+    HEADER_REPLY,
+  ].map((h) => h.toLowerCase()),
 );
 
 function checkHeaders(headers: Record<string, string>, subject: string): Record<string, string> {

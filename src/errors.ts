@@ -35,6 +35,12 @@ export const RPC_CODES = {
   CANCELLED: { status: 499, retryable: false },
   /** The handler failed in a way the contract does not declare. Details stay in the responder's log. */
   INTERNAL: { status: 500, retryable: false },
+  /**
+   * A durable call failed on every delivery its queue allows, and its command was moved to the
+   * dead-letter subject named in `details.deadLetter` (with the last error). Fix the cause, then
+   * republish it from there.
+   */
+  DEAD_LETTERED: { status: 500, retryable: false },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;
 
 /** A built-in error code. */

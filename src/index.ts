@@ -8,7 +8,7 @@
 // Metrics
 export type { RetryInfo } from "./call.js";
 // Client
-export type { CallOptions, Client, ClientOptions } from "./client.js";
+export type { CallOptions, Client, ClientOptions, DurableClientOptions } from "./client.js";
 export { createClient } from "./client.js";
 // Responder
 export type { CallContext } from "./context.js";
@@ -54,11 +54,23 @@ export type { RetryOptions } from "./retry.js";
 export type { OtelApi, TracingOptions } from "./tracing.js";
 export { clientTracing, responderTracing } from "./tracing.js";
 export { PayloadTooLargeError } from "./transport/errors.js";
+// Durable calls
+export type { JetStreamQueueOptions } from "./transport/jetstream.js";
+export { jetstreamQueue } from "./transport/jetstream.js";
 // Transports
 export type { MemoryTransport, MemoryTransportOptions } from "./transport/memory.js";
 export { memoryTransport } from "./transport/memory.js";
 export type { NatsTransportOptions } from "./transport/nats.js";
 export { natsTransport } from "./transport/nats.js";
+export type {
+  DeadLetterReason,
+  DurableQueue,
+  EnqueueReceipt,
+  QueueConsumeOptions,
+  QueueConsumer,
+  QueuedCommand,
+} from "./transport/queue.js";
+export { HEADER_REPLY } from "./transport/queue.js";
 export type {
   PublishOptions,
   SubscribeOptions,

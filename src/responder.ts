@@ -12,13 +12,13 @@ import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
 import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
+import { type Answer, settleCommand } from "./durable.js";
 import { RpcError } from "./errors.js";
-import { execute } from "./execute.js";
+import { errorReply, execute } from "./execute.js";
 import type { ResponderMiddleware } from "./middleware.js";
 import { type DedupeOutcome, runOnce } from "./once.js";
 import {
   decodeBody,
-  encodeError,
   HEADER_ATTEMPT,
   HEADER_CALL_ID,
   HEADER_ERROR,
@@ -29,6 +29,7 @@ import {
   parseIntHeader,
 } from "./protocol.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
+import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
 import { describeIssues, validate } from "./validate.js";
 
@@ -83,6 +84,17 @@ export interface ResponderOptions {
    * @default memoryDedupe() — one store per responder, protecting this process only
    */
   dedupe?: DedupeStore | false;
+  /**
+   * Also serve durable calls: consume this service's commands from the queue (e.g.
+   * {@link jetstreamQueue}), sharing them with the other responders of the service. A command is
+   * acknowledged once answered; one whose handler failed (`INTERNAL`, `TIMEOUT`) is delivered again,
+   * up to the queue's `maxDeliver`, then dead-lettered; one that cannot be decoded or validated is
+   * dead-lettered at once. Its handler gets `defaultTimeoutMs` per delivery, and `ctx.attempt` is the
+   * delivery number. Give it a shared `dedupe` store ({@link kvDedupe}) so a redelivered command
+   * whose handler already ran is answered from the store instead of running again.
+   * @default undefined — core calls only
+   */
+  durable?: DurableQueue;
 }
 
 /** A running (or stopped) responder. */
@@ -107,8 +119,11 @@ export interface Responder {
 
 interface Job {
   name: string;
-  method: AnyMethod;
+  /** The method's definition, or `undefined` for a durable command naming a method not served here. */
+  method: AnyMethod | undefined;
   msg: TransportMessage;
+  /** Set for a durable command: it is settled on the queue, not just answered. */
+  command?: QueuedCommand;
   /** Epoch ms, for the deadline. */
   received: number;
   /** performance.now() at receipt, for statistics. */
@@ -163,6 +178,8 @@ export function createResponder<C extends AnyContract>(
     throw new TypeError(`instanceId '${id}' must be letters, digits, '-' or '_'`);
   const stats = new Map(Object.keys(contract.methods).map((name) => [name, new EndpointStats()]));
   let subs: TransportSubscription[] = [];
+  let consumer: QueueConsumer | undefined;
+  const queueOf = options.durable;
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
   let active = 0;
@@ -174,20 +191,8 @@ export function createResponder<C extends AnyContract>(
     stats.get(job.name)?.record(performance.now() - job.t0, error);
   };
 
-  const replyError = (job: Job, err: RpcError) => {
-    recordStats(job, { status: err.status, message: err.message });
-    const msg = job.msg;
-    if (msg.reply === undefined) return;
-    const encoded = encodeError(err);
-    try {
-      transport.publish(msg.reply, encoded.data, { headers: encoded.headers });
-    } catch (sendErr) {
-      log.error({ err: sendErr, subject: msg.subject }, "could not send an error reply");
-    }
-  };
-
-  const onMessage = (name: string, method: AnyMethod, msg: TransportMessage) => {
-    const job = { name, method, msg, received: Date.now(), t0: performance.now() };
+  const onMessage = (name: string, method: AnyMethod | undefined, msg: TransportMessage) => {
+    const job: Job = { name, method, msg, received: Date.now(), t0: performance.now() };
     if (active < concurrency) void run(job);
     else if (waiting.length < maxQueue) waiting.push(job);
     else {
@@ -195,24 +200,53 @@ export function createResponder<C extends AnyContract>(
         { subject: msg.subject, active, waiting: waiting.length },
         "overloaded; refusing a call",
       );
-      replyError(
+      send(
         job,
-        new RpcError(
-          "OVERLOADED",
-          `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`,
-        ),
+        errorReply(
+          new RpcError(
+            "OVERLOADED",
+            `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`,
+          ),
+        ).reply,
       );
     }
+  };
+
+  /** A durable command: it waits for a slot however long the line (the queue bounds how many come). */
+  const onCommand = (command: QueuedCommand) => {
+    const name = command.method;
+    const method = Object.hasOwn(contract.methods, name) ? contract.methods[name] : undefined;
+    const job: Job = { name, method, msg: command, command, received: Date.now(), t0: 0 };
+    job.t0 = performance.now();
+    if (active < concurrency) void run(job);
+    else waiting.push(job);
   };
 
   const run = async (job: Job) => {
     active++;
     try {
-      await handle(job);
-    } catch (err) {
-      // handle() answers every failure itself; reaching here is a bug in ricochet, not in the caller.
-      log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
-      replyError(job, new RpcError("INTERNAL", `${job.msg.subject}: internal error`));
+      const command = job.command;
+      // A command past its last delivery: an earlier one never finished. Dead-letter it unrun.
+      const exhausted = command !== undefined && queueOf && command.delivery > queueOf.maxDeliver;
+      let answer: Answer | undefined;
+      if (!exhausted) {
+        try {
+          answer = await handle(job);
+        } catch (err) {
+          // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
+          log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
+          const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
+          answer = { reply: errorReply(internal).reply };
+        }
+      }
+      if (command === undefined) send(job, (answer as Answer).reply);
+      else if (queueOf !== undefined) {
+        await settleCommand(command, answer, {
+          maxDeliver: queueOf.maxDeliver,
+          send: (reply) => send(job, reply),
+          log,
+        });
+      }
     } finally {
       active--;
       const next = waiting.shift();
@@ -234,7 +268,7 @@ export function createResponder<C extends AnyContract>(
       } catch (err) {
         log.error({ err, subject: msg.subject }, "could not send the reply");
         // The fallback error reply records the call, once.
-        if (headers === undefined) return replyError(job, sendError(err, msg.subject));
+        if (headers === undefined) return send(job, errorReply(sendError(err, msg.subject)).reply);
       }
     }
     const code = headers?.[HEADER_ERROR_CODE];
@@ -246,18 +280,27 @@ export function createResponder<C extends AnyContract>(
     );
   };
 
-  const handle = async (job: Job) => {
-    const { name, method, msg, received } = job;
+  /** Decodes, validates and runs (once) one call; returns what to answer. */
+  const handle = async (job: Job): Promise<Answer> => {
+    const { name, method, msg, received, command } = job;
     const subject = msg.subject;
     const sentId = msg.header(HEADER_CALL_ID);
     const id = sentId || nanoid();
     const scope = { callId: id, subject };
-    const budget = parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs;
-    const deadline = received + Math.min(budget, MAX_BUDGET_MS);
+    const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply });
+    const poison = (err: RpcError): Answer => ({ reply: errorReply(err).reply, poison: err });
+    if (method === undefined) {
+      // A durable command for a method this (older?) responder lacks: another one may serve it.
+      const message = `${subject}: this responder serves ${contract.service} ${contract.version}, which has no method '${name}' (call ${id})`;
+      return fail(new RpcError("UNAVAILABLE", message, scope));
+    }
+    // A stored command's caller budget says nothing about now: each delivery gets the default.
+    const sentBudget = command ? undefined : parseIntHeader(msg.header(HEADER_TIMEOUT));
+    const deadline = received + Math.min(sentBudget ?? defaultTimeoutMs, MAX_BUDGET_MS);
     if (Date.now() >= deadline) {
       log.debug(scope, "deadline passed while the call waited; handler not run");
       const message = `${subject}: the deadline passed before the handler started (call ${id})`;
-      return replyError(job, new RpcError("TIMEOUT", message, scope));
+      return fail(new RpcError("TIMEOUT", message, scope));
     }
     let body: unknown;
     try {
@@ -265,23 +308,23 @@ export function createResponder<C extends AnyContract>(
     } catch (err) {
       const message = `${subject}: the request body is not valid JSON (call ${id})`;
       const details = { reason: (err as Error).message };
-      return replyError(job, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
     const pending = validate(method.request, body);
     const checked = pending instanceof Promise ? await pending : pending;
     if (!checked.ok) {
       const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
       const details = { issues: checked.issues };
-      return replyError(job, new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
-    const attempt = parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1;
+    const attempt = command ? command.delivery : (parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1);
     const handler = handlerOf[name] as (request: unknown, ctx: LazyContext) => unknown;
     const run = () => {
       const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
       return execute(handler, checked.value, method, ctx, log, use);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
-    if (dedupe === undefined || !sentId) return send(job, (await run()).reply);
+    if (dedupe === undefined || !sentId) return { reply: (await run()).reply };
     const onDuplicate = options.onDuplicate;
     const call = {
       id,
@@ -294,7 +337,7 @@ export function createResponder<C extends AnyContract>(
         ((outcome: DedupeOutcome) =>
           onDuplicate({ service: contract.service, method: name, id, outcome })),
     };
-    send(job, await runOnce(dedupe, call, run, log));
+    return { reply: await runOnce(dedupe, call, run, log) };
   };
 
   return {
@@ -330,6 +373,12 @@ export function createResponder<C extends AnyContract>(
             },
           ),
         );
+        if (queueOf !== undefined) {
+          consumer = await queueOf.consume(contract.service, onCommand, {
+            window: concurrency,
+            onError: (err) => log.error({ err }, "could not fetch durable commands; retrying"),
+          });
+        }
         if (discovery) {
           const endpoints = endpointsOf(contract, queue, (name) =>
             methodSubject(contract.service, name),
@@ -352,7 +401,10 @@ export function createResponder<C extends AnyContract>(
         await starting;
         // A connection that is down cannot confirm the unsubscribe; the calls in flight still finish.
         const unsubscribed = (err: unknown) => log.warn({ err }, "could not drain a subscription");
-        await Promise.all(subs.map((s) => s.drain().catch(unsubscribed)));
+        await Promise.all([
+          ...subs.map((s) => s.drain().catch(unsubscribed)),
+          consumer?.stop().catch(unsubscribed),
+        ]);
         log.info(
           { inFlight: active, waiting: waiting.length },
           "draining: no new calls; finishing the calls in flight",

@@ -99,7 +99,8 @@ describe("contract types", () => {
           | "ID_REUSED"
           | "PAYLOAD_TOO_LARGE"
           | "CANCELLED"
-          | "INTERNAL",
+          | "INTERNAL"
+          | "DEAD_LETTERED",
           unknown
         >
       >();

@@ -3,7 +3,6 @@
  * bucket run a call id's handler once between them; a claim whose owner died is taken over.
  */
 
-import { spawn } from "node:child_process";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
@@ -13,6 +12,7 @@ import { kvDedupe, kvKey } from "../../src/dedupe/kv.js";
 import { createResponder, type Handlers, type Responder } from "../../src/responder.js";
 import { natsTransport } from "../../src/transport/nats.js";
 import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
+import { startChild } from "../support/child-process.js";
 
 describe("kvDedupe on a real nats-server", () => {
   let ncs: NatsConnection[] = [];
@@ -164,22 +164,8 @@ describe("kvDedupe on a real nats-server", () => {
     });
     await observer.flush();
 
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", "test/support/responder-process.ts", servers, bucket, "500"],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-      },
-    );
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    stops.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-    });
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
-      child.once("exit", (code) => reject(new Error(`responder process exited early (${code})`)));
-    });
+    const child = await startChild("test/support/responder-process.ts", [servers, bucket, "500"]);
+    stops.push(() => child.kill());
 
     const client = createClient(billing, {
       transport: natsTransport(observer),
@@ -189,8 +175,7 @@ describe("kvDedupe on a real nats-server", () => {
     stops.push(() => client.close());
     const call = client.charge({ accountId: "a", amountCents: 5 }, { id: "kill-1" });
     const victim = await started.promise; // the child runs the handler (and holds the claim)
-    child.kill("SIGKILL");
-    await exited;
+    await child.kill();
 
     await instance(
       1,

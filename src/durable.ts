@@ -1,0 +1,120 @@
+/**
+ * What a responder does with a durable command once it has an answer: reply and acknowledge a final
+ * one, have a failed one delivered again, and move a poison or exhausted one to the dead-letter
+ * subject, telling its caller why.
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import type { StoredReply } from "./dedupe/types.js";
+import { RpcError } from "./errors.js";
+import { errorReply } from "./execute.js";
+import { decodeError, HEADER_ERROR, HEADER_ERROR_CODE } from "./protocol.js";
+import type { QueuedCommand } from "./transport/queue.js";
+
+/** What handling a call produced: the reply, and the error when the command itself is unusable. */
+export interface Answer {
+  reply: StoredReply;
+  /** Set when the command cannot be decoded or validated: no delivery will ever succeed. */
+  poison?: RpcError;
+}
+
+/** What settling needs from the responder. */
+export interface SettleEnv {
+  /** Deliveries allowed per command. */
+  maxDeliver: number;
+  /** Sends a reply to the command's caller (and counts it in the statistics). */
+  send(reply: StoredReply): void;
+  log: Logger;
+}
+
+/**
+ * Whether an error reply's status says "try again" (the responder's side failed: 5xx, or 429) rather
+ * than "this is the answer" (a value, a contract error, a refused request: 4xx).
+ */
+function failedForNow(reply: StoredReply): { code: string; message: string } | undefined {
+  const status = reply.headers?.[HEADER_ERROR_CODE];
+  if (status === undefined) return undefined;
+  const n = Number(status);
+  if (n < 500 && n !== 429) return undefined;
+  const { code, message } = decodeError(n, reply.headers?.[HEADER_ERROR], reply.data);
+  return { code, message };
+}
+
+/**
+ * Settles `command` with `answer` (or, with no answer, as a command whose earlier delivery never
+ * finished and that has no deliveries left). Never throws.
+ */
+export async function settleCommand(
+  command: QueuedCommand,
+  answer: Answer | undefined,
+  env: SettleEnv,
+): Promise<void> {
+  const scope = {
+    callId: command.header("Nats-Msg-Id"),
+    subject: command.subject,
+    delivery: command.delivery,
+  };
+  try {
+    if (answer?.poison) {
+      const err = answer.poison;
+      const deadLetter = await command.deadLetter({ code: err.code, message: err.message });
+      env.log.warn({ ...scope, deadLetter, code: err.code }, "poison command dead-lettered");
+      const details =
+        typeof err.details === "object" && err.details !== null ? { ...err.details } : {};
+      env.send(
+        errorReply(
+          new RpcError(
+            err.code,
+            `${err.message}; the command was moved to ${deadLetter} and will not be retried`,
+            { ...callScope(command), details: { ...details, deadLetter } },
+          ),
+        ).reply,
+      );
+      return;
+    }
+    const failure = answer
+      ? failedForNow(answer.reply)
+      : {
+          code: "TIMEOUT",
+          message: `${command.subject}: delivery ${command.delivery - 1} did not finish (its responder stopped, or held it past the ack wait)`,
+        };
+    if (answer && failure === undefined) {
+      env.send(answer.reply);
+      command.ack();
+      return;
+    }
+    if (failure === undefined) return; // unreachable: no answer always has a failure
+    const last = answer === undefined ? command.delivery - 1 : command.delivery;
+    if (last < env.maxDeliver) {
+      env.log.warn({ ...scope, code: failure.code }, "durable command failed; it will be retried");
+      command.retry();
+      return;
+    }
+    const deadLetter = await command.deadLetter(failure);
+    env.log.error(
+      { ...scope, deadLetter, code: failure.code },
+      "durable command failed on every delivery; dead-lettered",
+    );
+    env.send(
+      errorReply(
+        new RpcError(
+          "DEAD_LETTERED",
+          `${command.subject} failed on all ${last} deliveries (last: ${failure.code}: ${failure.message}); the command was moved to ${deadLetter}: fix the cause, then republish it from there`,
+          {
+            ...callScope(command),
+            details: { deadLetter, deliveries: last, lastCode: failure.code },
+          },
+        ),
+      ).reply,
+    );
+  } catch (err) {
+    // The dead-letter store refused it; the command stays queued and is delivered again later.
+    env.log.error({ ...scope, err }, "could not dead-letter a durable command; it will be retried");
+  }
+}
+
+function callScope(command: QueuedCommand): { callId?: string; subject: string } {
+  const callId = command.header("Nats-Msg-Id");
+  return callId === undefined ? { subject: command.subject } : { callId, subject: command.subject };
+}

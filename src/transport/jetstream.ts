@@ -1,0 +1,444 @@
+/**
+ * The JetStream {@link DurableQueue}: one work-queue stream of commands per service, one shared
+ * durable pull consumer with explicit acks, and one stream of dead letters.
+ *
+ * Names, for service `billing` with the default prefixes:
+ *
+ * | what | name |
+ * | --- | --- |
+ * | command subject | `ricochet.durable.billing.<method>` |
+ * | command stream | `RICOCHET_billing` (work queue: a command leaves it once settled) |
+ * | consumer | `ricochet` on `RICOCHET_billing` (durable, pull, explicit ack) |
+ * | dead-letter subject | `ricochet.dead.billing.<method>` |
+ * | dead-letter stream | `RICOCHET_billing_DEAD` (limits retention: kept until you remove them) |
+ *
+ * The server's own `max_deliver` is left unlimited on purpose: the responder counts deliveries and
+ * dead-letters a command itself, so a command whose last delivery crashed is still dead-lettered the
+ * next time any responder sees it. (With a server-side limit, the server stops delivering it, leaves it
+ * in the stream, and announces that only as a core-NATS advisory, lost if nobody listens just then.)
+ *
+ * @module
+ */
+import type {
+  ConsumerConfig,
+  ConsumerMessages,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+  StreamConfig,
+} from "@nats-io/jetstream";
+import { RecordHeaders } from "./nats-headers.js";
+import {
+  type DeadLetterReason,
+  type DurableQueue,
+  type EnqueueReceipt,
+  HEADER_REPLY,
+  type QueueConsumeOptions,
+  type QueueConsumer,
+  type QueuedCommand,
+} from "./queue.js";
+
+/** Options for {@link jetstreamQueue}. Give every client and responder of a service the same ones. */
+export interface JetStreamQueueOptions {
+  /** Commands go to `<subjectPrefix>.<service>.<method>`. @default "ricochet.durable" */
+  subjectPrefix?: string;
+  /** Dead letters go to `<deadLetterPrefix>.<service>.<method>`. @default "ricochet.dead" */
+  deadLetterPrefix?: string;
+  /**
+   * How long a delivered command may go unacknowledged before the server delivers it again (to any
+   * responder). A responder holding a command tells the server it is still working every third of
+   * this, so only a responder that died (or stalled this long) loses its commands.
+   * @default 30000
+   */
+  ackWaitMs?: number;
+  /** Deliveries of one command before it is dead-lettered. @default 5 */
+  maxDeliver?: number;
+  /**
+   * How long a failed delivery waits before the next one: this, doubled for each delivery so far,
+   * capped at a minute. @default 1000
+   */
+  retryDelayMs?: number;
+  /**
+   * The stream's duplicate window: a command published again with the same call id within it is
+   * stored once. @default 120000
+   */
+  duplicateWindowMs?: number;
+  /** Replicas of the streams this queue creates (use 3 on a cluster). @default 1 */
+  replicas?: number;
+  /**
+   * Whether to create the streams and the consumer when they are missing. With `false`, an operator
+   * manages them (e.g. with the `nats` CLI or Terraform) and ricochet only checks they exist.
+   * @default true
+   */
+  manage?: boolean;
+}
+
+const NS_PER_MS = 1_000_000;
+/** The consumer all responders of a service share. */
+export const CONSUMER_NAME = "ricochet";
+const FETCH_EXPIRES_MS = 30_000;
+const MAX_RETRY_DELAY_MS = 60_000;
+
+/** The stream names for `service`. */
+export function streamNames(service: string): { commands: string; deadLetters: string } {
+  return { commands: `RICOCHET_${service}`, deadLetters: `RICOCHET_${service}_DEAD` };
+}
+
+/**
+ * Creates a {@link DurableQueue} on JetStream, for the `durable` options of clients and responders.
+ * The connection stays yours; the streams and the consumer are created on first use (see
+ * {@link JetStreamQueueOptions.manage}).
+ *
+ * @throws RangeError for a bad option, naming it.
+ * @example
+ * import { jetstream } from "@nats-io/jetstream";
+ * const queue = jetstreamQueue(jetstream(nc), { maxDeliver: 5, ackWaitMs: 30_000 });
+ */
+export function jetstreamQueue(
+  js: JetStreamClient,
+  options: JetStreamQueueOptions = {},
+): DurableQueue {
+  const prefix = subjectPrefix(options.subjectPrefix ?? "ricochet.durable", "subjectPrefix");
+  const deadPrefix = subjectPrefix(options.deadLetterPrefix ?? "ricochet.dead", "deadLetterPrefix");
+  if (prefix === deadPrefix)
+    throw new RangeError("jetstreamQueue(): subjectPrefix and deadLetterPrefix must differ");
+  const ackWaitMs = atLeast(options.ackWaitMs ?? 30_000, 1000, "ackWaitMs");
+  const maxDeliver = atLeast(options.maxDeliver ?? 5, 1, "maxDeliver");
+  const retryDelayMs = atLeast(options.retryDelayMs ?? 1000, 0, "retryDelayMs");
+  const duplicateWindowMs = atLeast(
+    options.duplicateWindowMs ?? 120_000,
+    1000,
+    "duplicateWindowMs",
+  );
+  const replicas = atLeast(options.replicas ?? 1, 1, "replicas");
+  const manage = options.manage ?? true;
+
+  let manager: Promise<JetStreamManager> | undefined;
+  const jsm = () => {
+    manager ??= js.jetstreamManager().catch((err: unknown) => {
+      manager = undefined;
+      throw new Error(
+        `jetstreamQueue(): JetStream is not available on this connection (${String(err)}); run nats-server with -js`,
+        { cause: err },
+      );
+    });
+    return manager;
+  };
+
+  /** Makes sure a stream exists, creating it when allowed. */
+  async function ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {
+    const m = await jsm();
+    try {
+      await m.streams.info(config.name);
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!manage) {
+      throw new Error(
+        `jetstreamQueue(): stream ${config.name} does not exist and manage is false; create it with subjects ${config.subjects?.join(", ")}, or let ricochet manage it`,
+      );
+    }
+    // Two instances may race to create it: the server accepts an identical config twice.
+    await m.streams.add(config);
+  }
+
+  const ensured = new Map<string, Promise<void>>();
+  /** Both streams of a service, once per queue (again after a failure). */
+  function ensureStreams(service: string): Promise<void> {
+    let done = ensured.get(service);
+    if (done === undefined) {
+      const names = streamNames(service);
+      const common = {
+        storage: "file",
+        num_replicas: replicas,
+        duplicate_window: duplicateWindowMs * NS_PER_MS,
+      } as const;
+      done = Promise.all([
+        ensureStream({
+          name: names.commands,
+          subjects: [`${prefix}.${service}.*`],
+          retention: "workqueue",
+          ...common,
+        }),
+        ensureStream({
+          name: names.deadLetters,
+          subjects: [`${deadPrefix}.${service}.*`],
+          retention: "limits",
+          ...common,
+        }),
+      ]).then(() => undefined);
+      done.catch(() => ensured.delete(service));
+      ensured.set(service, done);
+    }
+    return done;
+  }
+
+  async function ensureConsumer(service: string): Promise<void> {
+    await ensureStreams(service);
+    const m = await jsm();
+    const stream = streamNames(service).commands;
+    try {
+      const info = await m.consumers.info(stream, CONSUMER_NAME);
+      if (info.config.ack_policy !== "explicit") {
+        throw new Error(
+          `jetstreamQueue(): consumer ${CONSUMER_NAME} on ${stream} must use explicit acks (it has '${info.config.ack_policy}')`,
+        );
+      }
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!manage) {
+      throw new Error(
+        `jetstreamQueue(): consumer ${CONSUMER_NAME} on stream ${stream} does not exist and manage is false; create a durable pull consumer with explicit acks, or let ricochet manage it`,
+      );
+    }
+    const config: Partial<ConsumerConfig> = {
+      durable_name: CONSUMER_NAME,
+      ack_policy: "explicit",
+      ack_wait: ackWaitMs * NS_PER_MS,
+      max_deliver: -1,
+      filter_subject: `${prefix}.${service}.*`,
+      deliver_policy: "all",
+    };
+    await m.consumers.add(stream, config);
+  }
+
+  return {
+    maxDeliver,
+    async enqueue(service, method, data, headers, timeoutMs): Promise<EnqueueReceipt> {
+      const subject = `${prefix}.${service}.${method}`;
+      const publish = () =>
+        js.publish(subject, data, {
+          headers: new RecordHeaders({ ...headers }),
+          timeout: timeoutMs,
+        });
+      let ack: Awaited<ReturnType<typeof publish>>;
+      try {
+        ack = await publish();
+      } catch (err) {
+        if (!isNoStream(err)) throw err;
+        // No stream captures the subject (JetStream answers "no responders"): create it, once.
+        if (!manage) {
+          throw new Error(
+            `no JetStream stream captures ${subject}; create stream ${streamNames(service).commands} with subjects ${prefix}.${service}.*, or let ricochet manage it`,
+            { cause: err },
+          );
+        }
+        await ensureStreams(service);
+        ack = await publish();
+      }
+      return { duplicate: ack.duplicate, location: `stream ${ack.stream}, seq ${ack.seq}` };
+    },
+    async consume(service, onCommand, opts): Promise<QueueConsumer> {
+      await ensureConsumer(service);
+      const consumer = await js.consumers.get(streamNames(service).commands, CONSUMER_NAME);
+      const loop = new FetchLoop(consumer, opts, (m, release) =>
+        onCommand(
+          new JetStreamCommand(m, release, {
+            js,
+            prefixLength: prefix.length + service.length + 2,
+            deadSubject: (method) => `${deadPrefix}.${service}.${method}`,
+            keepAliveMs: Math.floor(ackWaitMs / 3),
+            retryDelayMs,
+          }),
+        ),
+      );
+      loop.start();
+      return loop;
+    },
+  };
+}
+
+type PullConsumer = Awaited<ReturnType<JetStreamClient["consumers"]["get"]>>;
+
+/** Pulls commands in batches no larger than the room left in the window. */
+class FetchLoop implements QueueConsumer {
+  #held = 0;
+  #stopping = false;
+  #batch: ConsumerMessages | undefined;
+  #wake: (() => void) | undefined;
+  #done: Promise<void> | undefined;
+
+  constructor(
+    private readonly consumer: PullConsumer,
+    private readonly opts: QueueConsumeOptions,
+    private readonly deliver: (m: JsMsg, release: () => void) => void,
+  ) {}
+
+  start(): void {
+    this.#done = this.#run();
+  }
+
+  #release = () => {
+    this.#held--;
+    this.#wake?.();
+  };
+
+  /** Resolves when woken (room in the window, or stop), or after `ms` when given. */
+  #sleep(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopping) {
+      const room = this.opts.window - this.#held;
+      if (room <= 0) {
+        await this.#sleep();
+        continue;
+      }
+      try {
+        const batch = await this.consumer.fetch({ max_messages: room, expires: FETCH_EXPIRES_MS });
+        this.#batch = batch;
+        if (this.#stopping) await batch.close();
+        for await (const m of batch) {
+          this.#held++;
+          failures = 0;
+          this.deliver(m, this.#release);
+        }
+      } catch (err) {
+        if (this.#stopping) break;
+        this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+        // The server may be restarting: back off, 250 ms doubling to 8 s, then try again.
+        await this.#sleep(Math.min(250 * 2 ** failures++, 8000));
+      } finally {
+        this.#batch = undefined;
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#batch?.close();
+    await this.#done;
+  }
+}
+
+interface CommandEnv {
+  js: JetStreamClient;
+  /** Length of `<prefix>.<service>.`, to read the method off the subject. */
+  prefixLength: number;
+  deadSubject(method: string): string;
+  keepAliveMs: number;
+  retryDelayMs: number;
+}
+
+/** A delivered JetStream message as a {@link QueuedCommand}; keeps itself alive until settled. */
+class JetStreamCommand implements QueuedCommand {
+  readonly status = 0;
+  readonly reply: string | undefined;
+  readonly method: string;
+  readonly delivery: number;
+  readonly location: string;
+  readonly #record: Record<string, string>;
+  #keepAlive: NodeJS.Timeout | undefined;
+  #settled = false;
+
+  constructor(
+    private readonly m: JsMsg,
+    private readonly release: () => void,
+    private readonly env: CommandEnv,
+  ) {
+    this.#record = headerRecord(m);
+    this.reply = this.#record[HEADER_REPLY] || undefined;
+    this.method = m.subject.slice(env.prefixLength);
+    this.delivery = m.info.deliveryCount;
+    this.location = `stream ${m.info.stream}, seq ${m.seq}`;
+    this.#keepAlive = setInterval(() => m.working(), env.keepAliveMs);
+  }
+  get subject(): string {
+    return this.m.subject;
+  }
+  get data(): Uint8Array {
+    return this.m.data;
+  }
+  header(name: string): string | undefined {
+    return Object.hasOwn(this.#record, name) ? this.#record[name] : undefined;
+  }
+  headers(): Record<string, string> {
+    return { ...this.#record };
+  }
+  #settle(): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    clearInterval(this.#keepAlive);
+    this.release();
+    return true;
+  }
+  ack(): void {
+    if (this.#settle()) this.m.ack();
+  }
+  retry(): void {
+    const delay = Math.min(this.env.retryDelayMs * 2 ** (this.delivery - 1), MAX_RETRY_DELAY_MS);
+    if (this.#settle()) this.m.nak(delay);
+  }
+  async deadLetter(reason: DeadLetterReason): Promise<string> {
+    const subject = this.env.deadSubject(this.method);
+    const headers = {
+      ...this.#record,
+      "Ricochet-Dead-Code": reason.code,
+      "Ricochet-Dead-Reason": reason.message.replace(/[\r\n]+/g, " "),
+      "Ricochet-Deliveries": String(this.delivery),
+      "Ricochet-Dead-From": `${this.subject} ${this.location}`,
+    };
+    try {
+      await this.env.js.publish(subject, this.m.data, { headers: new RecordHeaders(headers) });
+    } catch (err) {
+      // Not dead-lettered: leave it to be delivered again rather than drop it.
+      this.retry();
+      throw err;
+    }
+    this.ack();
+    return subject;
+  }
+}
+
+function headerRecord(m: JsMsg): Record<string, string> {
+  const record: Record<string, string> = {};
+  let h: JsMsg["headers"];
+  try {
+    h = m.headers;
+  } catch {
+    return record; // unreadable header block: served as a command without headers
+  }
+  if (h === undefined) return record;
+  for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
+  return record;
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { status?: unknown; code?: unknown; name?: unknown };
+  return e?.status === 404 || e?.code === 10059 || e?.code === 10014;
+}
+
+/** JetStream answers a publish no stream captures with "no responders" (nats.js: JetStreamNotEnabled). */
+function isNoStream(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    (err.name === "JetStreamNotEnabled" || /no responders|not enabled/i.test(err.message))
+  );
+}
+
+function subjectPrefix(value: string, name: string): string {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(value))
+    throw new RangeError(
+      `jetstreamQueue(): ${name} '${value}' must be dot-separated subject tokens`,
+    );
+  return value;
+}
+
+function atLeast(value: number, min: number, name: string): number {
+  if (!Number.isInteger(value) || value < min)
+    throw new RangeError(`jetstreamQueue(): ${name} must be an integer >= ${min}, got ${value}`);
+  return value;
+}
