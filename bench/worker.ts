@@ -9,6 +9,7 @@ import { create as handwritten } from "./impls/handwritten.js";
 import { create as natsRequest } from "./impls/nats-request.js";
 import {
   create as ricochet,
+  createDurable as ricochetDurable,
   createWithKvDedupe as ricochetKv,
   createWithoutDedupe as ricochetNoDedupe,
 } from "./impls/ricochet.js";
@@ -39,6 +40,7 @@ const factories: Record<string, () => Promise<ImplFactory>> = {
   ricochet: async () => ricochet,
   "ricochet-nodedupe": async () => ricochetNoDedupe,
   "ricochet-kv": async () => ricochetKv,
+  "ricochet-durable": async () => ricochetDurable,
   services: async () => (await import("./impls/services.js")).create,
   moleculer: async () => (await import("./impls/moleculer.js")).create,
 };

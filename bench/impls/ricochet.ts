@@ -1,11 +1,17 @@
-/** ricochet over core NATS: validation on both sides; the default memory dedupe, none, or kvDedupe. */
+/**
+ * ricochet over core NATS (validation on both sides; the default memory dedupe, none, or kvDedupe),
+ * or as durable calls over JetStream.
+ */
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import {
   createClient,
   createResponder,
   type DedupeStore,
+  type DurableQueue,
   defineContract,
+  jetstreamQueue,
   kvDedupe,
   method,
   natsTransport,
@@ -20,7 +26,7 @@ const contract = defineContract({
   methods: { charge: method({ request: requestSchema, response: responseSchema }) },
 });
 
-type DedupeChoice = "default" | "none" | "kv";
+type DedupeChoice = "default" | "none" | "kv" | "durable";
 
 function factory(choice: DedupeChoice): ImplFactory {
   return async (servers) => {
@@ -39,6 +45,16 @@ function factory(choice: DedupeChoice): ImplFactory {
         await kv.destroy();
       };
     }
+    let queue: DurableQueue | undefined;
+    if (choice === "durable") {
+      queue = jetstreamQueue(jetstream(server));
+      const jsm = await jetstreamManager(server);
+      cleanup = async () => {
+        for (const name of ["RICOCHET_bench", "RICOCHET_bench_DEAD"])
+          await jsm.streams.delete(name).catch(() => undefined);
+      };
+      await cleanup();
+    }
     const gate = createGate();
     const responder = createResponder(
       contract,
@@ -55,10 +71,17 @@ function factory(choice: DedupeChoice): ImplFactory {
         maxQueue: 20_000,
         // Left out, the default applies: memoryDedupe() with its default bounds.
         ...(dedupe === undefined ? {} : { dedupe }),
+        ...(queue === undefined ? {} : { durable: queue }),
       },
     );
     await responder.start();
-    const rpc = createClient(contract, { transport: natsTransport(client), timeoutMs: 60_000 });
+    const rpc = createClient(contract, {
+      transport: natsTransport(client),
+      timeoutMs: 60_000,
+      ...(queue === undefined
+        ? {}
+        : { durable: { queue: jetstreamQueue(jetstream(client)), methods: ["charge"] as const } }),
+    });
     return {
       call: (req) => rpc.charge(req as Parameters<typeof rpc.charge>[0]),
       ...gate.controls(),
@@ -78,3 +101,5 @@ export const create = factory("default");
 export const createWithoutDedupe = factory("none");
 /** ricochet with `kvDedupe` on a JetStream KV bucket: a KV create and update per call. */
 export const createWithKvDedupe = factory("kv");
+/** ricochet durable calls: stored on a JetStream work queue, pulled by the responder, memoryDedupe. */
+export const createDurable = factory("durable");
