@@ -90,6 +90,8 @@ export class Call {
   #durable: CallSpec["durable"];
   /** Where the durable command is stored, once it is. */
   #stored: string | undefined;
+  /** A store went unconfirmed (timed out): the command may be stored, and its reply may come. */
+  #maybeStored = false;
   readonly #started = Date.now();
 
   constructor(
@@ -194,13 +196,16 @@ export class Call {
     headers[HEADER_REPLY] = reply;
     durable.queue.enqueue(durable.service, durable.method, body, headers, timeoutMs).then(
       (receipt) => this.#onStored(attempt, receipt),
-      (err: unknown) => this.#onStoreFailed(err),
+      (err: unknown) => this.#onStoreFailed(attempt, err),
     );
     this.#retried(attempt);
+    // The attempt's share bounds the store too (creating a missing stream takes extra requests).
+    this.#timer = setTimeout(onTimer, timeoutMs, this);
   }
 
   #onStored(attempt: number, receipt: EnqueueReceipt): void {
-    if (this.settled) return;
+    if (this.settled || this.#durable === undefined) return;
+    clearTimeout(this.#timer);
     if (receipt.duplicate && attempt === 1) {
       // Another call with this id stored the command first, so its reply goes to that caller. Ask
       // for the outcome with core requests: the responder's dedupe store replays or joins it.
@@ -218,10 +223,19 @@ export class Call {
     this.#timer = setTimeout(onTimer, Math.max(0, Math.min(left, MAX_BUDGET_MS)), this);
   }
 
-  #onStoreFailed(err: unknown): void {
-    if (this.settled) return;
+  #onStoreFailed(attempt: number, err: unknown): void {
+    // A failure of an attempt the timer already gave up on changes nothing.
+    if (this.settled || attempt !== this.#attempt || this.#phase !== "attempt") return;
+    clearTimeout(this.#timer);
     const { subject, callId } = this.spec.scope;
     const text = err instanceof Error ? err.message : String(err);
+    if (err instanceof Error && /timeout/i.test(`${err.name} ${err.message}`)) {
+      // No confirmation is not "not stored": wait for a reply as for an unanswered attempt.
+      this.#maybeStored = true;
+      this.#unanswered = true;
+      this.#next();
+      return;
+    }
     this.#refusal = new RpcError(
       "UNAVAILABLE",
       `${subject}: could not store the durable command (${text}); is JetStream enabled on the server, and may this connection publish to it?`,
@@ -233,6 +247,7 @@ export class Call {
   /** The timer fired: an attempt went unanswered, a backoff ended, or the deadline came. */
   fire(): void {
     if (this.settled) return;
+    if (this.#durable !== undefined && this.#phase === "attempt") this.#maybeStored = true;
     if (this.#phase === "backoff") {
       this.#send();
       return;
@@ -289,6 +304,11 @@ export class Call {
         ok: false,
         error: new RpcError("TIMEOUT", message, { callId, subject, details }),
       });
+      return;
+    }
+    if (this.#maybeStored) {
+      const message = `${subject}: no result within ${elapsed} ms, and JetStream did not confirm storing the durable command (call ${callId}); it may be stored and run later: call again with id '${callId}' (never a new id) to find out`;
+      this.settle({ ok: false, error: new RpcError("TIMEOUT", message, { callId, subject }) });
       return;
     }
     const message = `${subject} timed out after ${elapsed} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;

@@ -15,6 +15,8 @@ import type { QueuedCommand } from "./transport/queue.js";
 /** What handling a call produced: the reply, and the error when the command itself is unusable. */
 export interface Answer {
   reply: StoredReply;
+  /** Whether another delivery might succeed (the handler threw or ran out of time, or never ran). */
+  retryable: boolean;
   /** Set when the command cannot be decoded or validated: no delivery will ever succeed. */
   poison?: RpcError;
 }
@@ -28,16 +30,15 @@ export interface SettleEnv {
   log: Logger;
 }
 
-/**
- * Whether an error reply's status says "try again" (the responder's side failed: 5xx, or 429) rather
- * than "this is the answer" (a value, a contract error, a refused request: 4xx).
- */
-function failedForNow(reply: StoredReply): { code: string; message: string } | undefined {
-  const status = reply.headers?.[HEADER_ERROR_CODE];
-  if (status === undefined) return undefined;
-  const n = Number(status);
-  if (n < 500 && n !== 429) return undefined;
-  const { code, message } = decodeError(n, reply.headers?.[HEADER_ERROR], reply.data);
+/** The code and message of a failed answer that another delivery might turn into a success. */
+function failedForNow(answer: Answer): { code: string; message: string } | undefined {
+  const status = answer.reply.headers?.[HEADER_ERROR_CODE];
+  if (!answer.retryable || status === undefined) return undefined;
+  const { code, message } = decodeError(
+    Number(status),
+    answer.reply.headers?.[HEADER_ERROR],
+    answer.reply.data,
+  );
   return { code, message };
 }
 
@@ -74,7 +75,7 @@ export async function settleCommand(
       return;
     }
     const failure = answer
-      ? failedForNow(answer.reply)
+      ? failedForNow(answer)
       : {
           code: "TIMEOUT",
           message: `${command.subject}: delivery ${command.delivery - 1} did not finish (its responder stopped, or held it past the ack wait)`,

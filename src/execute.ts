@@ -17,20 +17,26 @@ import { validate } from "./validate.js";
 export interface Execution {
   reply: StoredReply;
   keep: boolean;
+  /**
+   * Whether running the handler again might succeed: it threw (not a contract error) or ran out of
+   * time. A handler that returned, even a value the contract refuses, completed: running it again
+   * would repeat its effects. Durable commands are redelivered only when this is true.
+   */
+  retryable: boolean;
   /** The code of an error reply, for logs and metrics. */
   code: string | undefined;
 }
 
 /** Builds the wire form of an error reply. */
-export function errorReply(err: RpcError, keep = false): Execution {
+export function errorReply(err: RpcError, keep = false, retryable = false): Execution {
   try {
-    return { reply: encodeError(err), keep, code: err.code };
+    return { reply: encodeError(err), keep, retryable, code: err.code };
   } catch {
     // Details JSON cannot hold (a bigint, a cycle): answer INTERNAL rather than fail to answer.
     const internal = new RpcError("INTERNAL", `${err.subject ?? "call"}: internal error`, {
       ...(err.callId === undefined ? {} : { callId: err.callId }),
     });
-    return { reply: encodeError(internal), keep: false, code: internal.code };
+    return { reply: encodeError(internal), keep: false, retryable, code: internal.code };
   }
 }
 
@@ -58,6 +64,7 @@ export async function execute(
     return err;
   };
   /** The handler, then the response schema: resolves the value to send, or throws the final RpcError. */
+  let returned = false;
   const last = async (): Promise<unknown> => {
     let result: unknown;
     try {
@@ -66,6 +73,7 @@ export async function execute(
     } catch (err) {
       throw settled(await toReplyError(err, method, ctx, log));
     }
+    returned = true;
     const pending = validate(method.response, result);
     const out = pending instanceof Promise ? await pending : pending;
     if (!out.ok) {
@@ -86,12 +94,13 @@ export async function execute(
       typeof err === "object" && err !== null && final.has(err)
         ? (err as RpcError)
         : await toReplyError(err, method, ctx, log);
-    return errorReply(replyError, Object.hasOwn(method.errors, replyError.code));
+    const declared = Object.hasOwn(method.errors, replyError.code);
+    return errorReply(replyError, declared, !declared && !returned);
   } finally {
     ctx.dispose();
   }
   try {
-    return { reply: { data: encodeBody(value) }, keep: true, code: undefined };
+    return { reply: { data: encodeBody(value) }, keep: true, retryable: false, code: undefined };
   } catch (err) {
     log.error({ ...scope, err }, "handler returned a value that cannot be encoded as JSON");
     return errorReply(internal());

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { RpcError } from "./errors.js";
 import { type Execution, errorReply } from "./execute.js";
+import { HEADER_ERROR_CODE } from "./protocol.js";
 
 /** The call being deduplicated. */
 export interface OnceCall {
@@ -38,13 +39,19 @@ export function fingerprint(method: string, data: Uint8Array): string {
   return `${method}:${hash("sha256", data, "base64url")}`;
 }
 
+/** A reply, and whether the call might succeed if it came again (see {@link Execution.retryable}). */
+export interface Outcome {
+  reply: StoredReply;
+  retryable: boolean;
+}
+
 /** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */
 export async function runOnce(
   store: DedupeStore,
   call: OnceCall,
   run: () => Promise<Execution>,
   log: Logger,
-): Promise<StoredReply> {
+): Promise<Outcome> {
   const scope = { callId: call.id, subject: call.subject };
   const print = fingerprint(call.method, call.data);
   for (;;) {
@@ -55,7 +62,7 @@ export async function runOnce(
     } catch (err) {
       // A store that is down must not stop the service: run without deduplication, and say so.
       log.error({ ...scope, err }, "dedupe store failed; running the call without deduplication");
-      return (await run()).reply;
+      return await run();
     }
     if (claim.status === "owner") {
       let outcome: Execution;
@@ -79,28 +86,29 @@ export async function runOnce(
           "dedupe store failed to record a finished call; a duplicate may run again",
         );
       }
-      return outcome.reply;
+      return outcome;
     }
     if (claim.status === "done") {
       log.debug(scope, "duplicate call; replaying the stored reply");
       call.onDuplicate?.("replayed");
-      return claim.reply;
+      return { reply: claim.reply, retryable: false };
     }
     if (claim.status === "conflict") {
       call.onDuplicate?.("conflict");
       const message = `${call.subject}: call id ${call.id} was already used for a different request or method; use a new id for a new call`;
-      return errorReply(new RpcError("ID_REUSED", message, scope)).reply;
+      return errorReply(new RpcError("ID_REUSED", message, scope));
     }
     log.debug(scope, "duplicate of a call in flight; waiting for its reply");
     const left = call.deadline - Date.now();
     const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
     if (reply) {
       call.onDuplicate?.("joined");
-      return reply;
+      // The owner's failure (5xx) is not stored, so a later arrival of the id runs it again.
+      return { reply, retryable: Number(reply.headers?.[HEADER_ERROR_CODE] ?? 0) >= 500 };
     }
     if (Date.now() >= call.deadline) {
       const message = `${call.subject}: the first execution of call ${call.id} did not finish before the deadline`;
-      return errorReply(new RpcError("TIMEOUT", message, scope)).reply;
+      return errorReply(new RpcError("TIMEOUT", message, scope), false, true);
     }
     // The running owner went away without a reply: claim again, perhaps as the new owner.
   }

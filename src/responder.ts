@@ -172,6 +172,11 @@ export function createResponder<C extends AnyContract>(
     role: "responder",
   });
 
+  if (options.durable !== undefined && options.dedupe === undefined) {
+    log.warn(
+      "durable commands with the default memoryDedupe(): a command redelivered to another instance runs its handler again; pass dedupe: kvDedupe(kv) to share one store",
+    );
+  }
   const discovery = options.discovery ?? true;
   const id = options.instanceId ?? nanoid();
   if (!/^[A-Za-z0-9_-]+$/.test(id))
@@ -226,6 +231,8 @@ export function createResponder<C extends AnyContract>(
     active++;
     try {
       const command = job.command;
+      // A command's time starts when it gets a slot: however long it queued, it has its full budget.
+      if (command !== undefined) job.received = Date.now();
       // A command past its last delivery: an earlier one never finished. Dead-letter it unrun.
       const exhausted = command !== undefined && queueOf && command.delivery > queueOf.maxDeliver;
       let answer: Answer | undefined;
@@ -236,7 +243,7 @@ export function createResponder<C extends AnyContract>(
           // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
           log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
           const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
-          answer = { reply: errorReply(internal).reply };
+          answer = { reply: errorReply(internal).reply, retryable: true };
         }
       }
       if (command === undefined) send(job, (answer as Answer).reply);
@@ -287,8 +294,13 @@ export function createResponder<C extends AnyContract>(
     const sentId = msg.header(HEADER_CALL_ID);
     const id = sentId || nanoid();
     const scope = { callId: id, subject };
-    const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply });
-    const poison = (err: RpcError): Answer => ({ reply: errorReply(err).reply, poison: err });
+    /** A failure before the handler ran: another delivery (or instance) may do better. */
+    const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply, retryable: true });
+    const poison = (err: RpcError): Answer => ({
+      reply: errorReply(err).reply,
+      retryable: false,
+      poison: err,
+    });
     if (method === undefined) {
       // A durable command for a method this (older?) responder lacks: another one may serve it.
       const message = `${subject}: this responder serves ${contract.service} ${contract.version}, which has no method '${name}' (call ${id})`;
@@ -324,7 +336,7 @@ export function createResponder<C extends AnyContract>(
       return execute(handler, checked.value, method, ctx, log, use);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
-    if (dedupe === undefined || !sentId) return { reply: (await run()).reply };
+    if (dedupe === undefined || !sentId) return await run();
     const onDuplicate = options.onDuplicate;
     const call = {
       id,
@@ -337,7 +349,33 @@ export function createResponder<C extends AnyContract>(
         ((outcome: DedupeOutcome) =>
           onDuplicate({ service: contract.service, method: name, id, outcome })),
     };
-    return { reply: await runOnce(dedupe, call, run, log) };
+    return await runOnce(dedupe, call, run, log);
+  };
+
+  /** Subscribes to every method, the durable queue and discovery; resolves once the bus has them. */
+  const subscribe = async () => {
+    subs = Object.entries(contract.methods).map(([name, m]) =>
+      transport.subscribe(methodSubject(contract.service, name), (msg) => onMessage(name, m, msg), {
+        queue,
+        onError: (err) => log.error({ err, method: name }, "subscription failed"),
+      }),
+    );
+    if (queueOf !== undefined) {
+      consumer = await queueOf.consume(contract.service, onCommand, {
+        window: concurrency,
+        holdMs: 2 * defaultTimeoutMs,
+        onError: (err) => log.error({ err }, "could not fetch durable commands; retrying"),
+      });
+    }
+    if (discovery) {
+      const endpoints = endpointsOf(contract, queue, (name) =>
+        methodSubject(contract.service, name),
+      );
+      subs.push(
+        ...serveDiscovery(transport, { contract, id, started: new Date(), endpoints, stats }, log),
+      );
+    }
+    await transport.flush();
   };
 
   return {
@@ -363,42 +401,27 @@ export function createResponder<C extends AnyContract>(
           new Error("createResponder(): a stopped responder cannot start again; create a new one"),
         );
       starting ??= (async () => {
-        subs = Object.entries(contract.methods).map(([name, m]) =>
-          transport.subscribe(
-            methodSubject(contract.service, name),
-            (msg) => onMessage(name, m, msg),
-            {
-              queue,
-              onError: (err) => log.error({ err, method: name }, "subscription failed"),
-            },
-          ),
-        );
-        if (queueOf !== undefined) {
-          consumer = await queueOf.consume(contract.service, onCommand, {
-            window: concurrency,
-            onError: (err) => log.error({ err }, "could not fetch durable commands; retrying"),
-          });
+        try {
+          await subscribe();
+        } catch (err) {
+          // Leave nothing serving from a responder whose start failed.
+          const made = subs.splice(0);
+          await Promise.all([
+            ...made.map((s) => s.drain().catch(() => undefined)),
+            consumer?.stop().catch(() => undefined),
+          ]);
+          consumer = undefined;
+          starting = undefined;
+          throw err;
         }
-        if (discovery) {
-          const endpoints = endpointsOf(contract, queue, (name) =>
-            methodSubject(contract.service, name),
-          );
-          subs.push(
-            ...serveDiscovery(
-              transport,
-              { contract, id, started: new Date(), endpoints, stats },
-              log,
-            ),
-          );
-        }
-        await transport.flush();
         log.info({ queue, id, methods: Object.keys(contract.methods) }, "responder started");
       })();
       return starting;
     },
     stop() {
       stopping ??= (async () => {
-        await starting;
+        // A start that failed left nothing to stop.
+        await starting?.catch(() => undefined);
         // A connection that is down cannot confirm the unsubscribe; the calls in flight still finish.
         const unsubscribed = (err: unknown) => log.warn({ err }, "could not drain a subscription");
         await Promise.all([

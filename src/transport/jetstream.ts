@@ -174,18 +174,20 @@ export function jetstreamQueue(
     return done;
   }
 
-  async function ensureConsumer(service: string): Promise<void> {
+  /** Makes sure the consumer exists; resolves with its ack wait in ms (an operator's may differ). */
+  async function ensureConsumer(service: string): Promise<number> {
     await ensureStreams(service);
     const m = await jsm();
     const stream = streamNames(service).commands;
     try {
-      const info = await m.consumers.info(stream, CONSUMER_NAME);
-      if (info.config.ack_policy !== "explicit") {
+      const { config } = await m.consumers.info(stream, CONSUMER_NAME);
+      if (config.ack_policy !== "explicit") {
         throw new Error(
-          `jetstreamQueue(): consumer ${CONSUMER_NAME} on ${stream} must use explicit acks (it has '${info.config.ack_policy}')`,
+          `jetstreamQueue(): consumer ${CONSUMER_NAME} on ${stream} must use explicit acks (it has '${config.ack_policy}')`,
         );
       }
-      return;
+      const wait = config.ack_wait ?? 0;
+      return wait > 0 ? wait / NS_PER_MS : ackWaitMs;
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -203,6 +205,7 @@ export function jetstreamQueue(
       deliver_policy: "all",
     };
     await m.consumers.add(stream, config);
+    return ackWaitMs;
   }
 
   return {
@@ -232,18 +235,22 @@ export function jetstreamQueue(
       return { duplicate: ack.duplicate, location: `stream ${ack.stream}, seq ${ack.seq}` };
     },
     async consume(service, onCommand, opts): Promise<QueueConsumer> {
-      await ensureConsumer(service);
+      const ackWait = await ensureConsumer(service);
       const consumer = await js.consumers.get(streamNames(service).commands, CONSUMER_NAME);
-      const loop = new FetchLoop(consumer, opts, (m, release) =>
-        onCommand(
-          new JetStreamCommand(m, release, {
-            js,
-            prefixLength: prefix.length + service.length + 2,
-            deadSubject: (method) => `${deadPrefix}.${service}.${method}`,
-            keepAliveMs: Math.floor(ackWaitMs / 3),
-            retryDelayMs,
-          }),
-        ),
+      const env: CommandEnv = {
+        js,
+        prefixLength: prefix.length + service.length + 2,
+        deadSubject: (method) => `${deadPrefix}.${service}.${method}`,
+        keepAliveMs: Math.max(1, Math.floor(ackWait / 3)),
+        holdMs: opts.holdMs,
+        retryDelayMs,
+      };
+      const loop = new FetchLoop(
+        consumer,
+        opts,
+        (m, release) => onCommand(new JetStreamCommand(m, release, env)),
+        // After a failed fetch: the stream or consumer may have been deleted; put them back.
+        () => ensureConsumer(service).then(() => undefined),
       );
       loop.start();
       return loop;
@@ -265,6 +272,7 @@ class FetchLoop implements QueueConsumer {
     private readonly consumer: PullConsumer,
     private readonly opts: QueueConsumeOptions,
     private readonly deliver: (m: JsMsg, release: () => void) => void,
+    private readonly recover: () => Promise<void>,
   ) {}
 
   start(): void {
@@ -299,10 +307,11 @@ class FetchLoop implements QueueConsumer {
       try {
         const batch = await this.consumer.fetch({ max_messages: room, expires: FETCH_EXPIRES_MS });
         this.#batch = batch;
-        if (this.#stopping) await batch.close();
+        failures = 0;
+        // Closing ends the iteration below; awaiting close() before iterating would never return.
+        if (this.#stopping) void batch.close();
         for await (const m of batch) {
           this.#held++;
-          failures = 0;
           this.deliver(m, this.#release);
         }
       } catch (err) {
@@ -310,6 +319,7 @@ class FetchLoop implements QueueConsumer {
         this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
         // The server may be restarting: back off, 250 ms doubling to 8 s, then try again.
         await this.#sleep(Math.min(250 * 2 ** failures++, 8000));
+        if (!this.#stopping) await this.recover().catch(() => undefined);
       } finally {
         this.#batch = undefined;
       }
@@ -319,7 +329,7 @@ class FetchLoop implements QueueConsumer {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
-    await this.#batch?.close();
+    void this.#batch?.close();
     await this.#done;
   }
 }
@@ -330,6 +340,8 @@ interface CommandEnv {
   prefixLength: number;
   deadSubject(method: string): string;
   keepAliveMs: number;
+  /** Stop renewing a command held longer than this. */
+  holdMs: number;
   retryDelayMs: number;
 }
 
@@ -354,7 +366,11 @@ class JetStreamCommand implements QueuedCommand {
     this.method = m.subject.slice(env.prefixLength);
     this.delivery = m.info.deliveryCount;
     this.location = `stream ${m.info.stream}, seq ${m.seq}`;
-    this.#keepAlive = setInterval(() => m.working(), env.keepAliveMs);
+    const until = Date.now() + env.holdMs;
+    this.#keepAlive = setInterval(() => {
+      if (Date.now() < until) m.working();
+      else clearInterval(this.#keepAlive); // held too long: let the server deliver it again
+    }, env.keepAliveMs);
   }
   get subject(): string {
     return this.m.subject;
@@ -384,8 +400,13 @@ class JetStreamCommand implements QueuedCommand {
   }
   async deadLetter(reason: DeadLetterReason): Promise<string> {
     const subject = this.env.deadSubject(this.method);
-    const headers = {
+    const callId = this.#record["Nats-Msg-Id"];
+    const headers: Record<string, string> = {
       ...this.#record,
+      // The dead-letter stream dedupes on this stored command (a retried dead-lettering is stored
+      // once), not on the call id: a republished command that fails again is a new dead letter.
+      "Nats-Msg-Id": `${this.m.info.stream}:${this.m.seq}`,
+      ...(callId === undefined ? {} : { "Ricochet-Call-Id": callId }),
       "Ricochet-Dead-Code": reason.code,
       "Ricochet-Dead-Reason": reason.message.replace(/[\r\n]+/g, " "),
       "Ricochet-Deliveries": String(this.delivery),

@@ -64,6 +64,12 @@ export interface QueueConsumer {
 export interface QueueConsumeOptions {
   /** Commands held (delivered and not yet settled) at once by this consumer. */
   window: number;
+  /**
+   * How long a delivered command is kept from redelivery while it waits and runs here. Past this the
+   * consumer stops renewing it, so a handler that hangs does not hold its command for ever: the bus
+   * delivers it again (to any consumer) once its ack wait runs out.
+   */
+  holdMs: number;
   /** Told about failures to fetch commands; the consumer keeps trying. */
   onError?: (err: Error) => void;
 }

@@ -220,7 +220,8 @@ describe("durable calls on JetStream", () => {
     expect(await messagesIn(names.deadLetters)).toBe(2);
     const dead = await jsm.streams.getMessage(names.deadLetters, { seq: 1 });
     expect(new TextDecoder().decode(dead?.data)).toBe("{not json"); // the original bytes
-    expect(dead?.header.get("Nats-Msg-Id")).toBe("poison-json");
+    expect(dead?.header.get("Ricochet-Call-Id")).toBe("poison-json");
+    expect(dead?.header.get("Nats-Msg-Id")).toBe(`${names.commands}:1`); // dedupes this command only
     expect(dead?.header.get("X-Tenant")).toBe("t1");
     expect(dead?.header.get("Ricochet-Reply")).toBe(inbox);
     expect(dead?.header.get("Ricochet-Dead-Code")).toBe("INVALID_REQUEST");
@@ -253,7 +254,7 @@ describe("durable calls on JetStream", () => {
     expect(err.message).toContain("failed on all 3 deliveries");
     expect(runs).toBe(3);
     const dead = await jsm.streams.getMessage(names.deadLetters, { seq: 1 });
-    expect(dead?.header.get("Nats-Msg-Id")).toBe("doomed-1");
+    expect(dead?.header.get("Ricochet-Call-Id")).toBe("doomed-1");
     expect(dead?.header.get("Ricochet-Dead-Code")).toBe("INTERNAL");
     expect(dead?.header.get("Ricochet-Deliveries")).toBe("3");
     await expect.poll(() => messagesIn(names.commands)).toBe(0);
@@ -310,6 +311,37 @@ describe("durable calls on JetStream", () => {
       `stream ${names.commands} does not exist and manage is false`,
     );
     await expect(jsm.streams.info(names.commands)).rejects.toThrow();
+    // A failed start leaves nothing serving, and stop() still resolves.
+    const core = createClient(billing, {
+      transport: natsTransport(ncs[0] as NatsConnection),
+      retry: { attempts: 1 },
+    });
+    stops.push(() => core.close());
+    expect((await rejection(core.echo({ text: "x" }))).code).toBe("NO_RESPONDERS");
+    await r.stop();
+  });
+
+  it("does not redeliver a command whose handler returned, even a value the contract refuses", async () => {
+    let runs = 0;
+    await responder(
+      1,
+      {
+        ...billingHandlers,
+        charge: () => {
+          runs++;
+          return { chargeId: 42 } as unknown as { chargeId: string; balanceCents: number };
+        },
+      },
+      queueOn(1).queue,
+    );
+    const c = client(0, queueOn(0).queue);
+    const err = await rejection(
+      c.charge({ accountId: "a", amountCents: 5 }, { id: "bad-value-1" }),
+    );
+    expect(err.code).toBe("INTERNAL");
+    await expect.poll(() => messagesIn(names.commands)).toBe(0);
+    expect(runs).toBe(1);
+    expect(await messagesIn(names.deadLetters)).toBe(0);
   });
 
   describe("with kvDedupe, across a SIGKILL", () => {
