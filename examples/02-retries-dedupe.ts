@@ -28,11 +28,6 @@ const orders = defineContract({
 });
 
 const transport = memoryTransport();
-const client = createClient(orders, {
-  transport,
-  timeoutMs: 3_000,
-  retry: { attempts: 5, baseMs: 50, maxMs: 400 },
-});
 
 let placed = 0;
 const responder = createResponder(
@@ -46,9 +41,18 @@ const responder = createResponder(
   { transport, dedupe: memoryDedupe({ ttlMs: 60_000 }) },
 );
 
+const client = createClient(orders, {
+  transport,
+  timeoutMs: 3_000,
+  retry: { attempts: 5, baseMs: 50, maxMs: 400 },
+  // The responder comes up once the client has retried, as if it had been restarting.
+  onRetry: ({ attempt }) => {
+    if (attempt === 2) void responder.start();
+  },
+});
+
 // 1. The call goes out before any responder runs: it gets NO_RESPONDERS, backs off and retries.
 const early = client.place({ sku: "tea", qty: 2 }, { id: "order-1" });
-setTimeout(() => void responder.start(), 120);
 console.log("retried until a responder started:", (await early).orderId);
 
 // 2. The same id again (a retry after a lost reply, say): the stored reply, no second order.
