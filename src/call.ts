@@ -297,22 +297,16 @@ export class Call {
     const { subject, callId } = this.spec.scope;
     const n = this.#attempt;
     const elapsed = Date.now() - this.#started;
-    if (this.#stored !== undefined) {
-      const message = `${subject}: no result within ${elapsed} ms, but the durable command is stored (${this.#stored}, call ${callId}) and will run when a responder takes it; call again with id '${callId}' to get its result`;
-      const details = { stored: this.#stored };
-      this.settle({
-        ok: false,
-        error: new RpcError("TIMEOUT", message, { callId, subject, details }),
-      });
-      return;
-    }
-    if (this.#maybeStored) {
-      const message = `${subject}: no result within ${elapsed} ms, and JetStream did not confirm storing the durable command (call ${callId}); it may be stored and run later: call again with id '${callId}' (never a new id) to find out`;
-      this.settle({ ok: false, error: new RpcError("TIMEOUT", message, { callId, subject }) });
-      return;
-    }
-    const message = `${subject} timed out after ${elapsed} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;
-    this.settle({ ok: false, error: new RpcError("TIMEOUT", message, { callId, subject }) });
+    const stored = this.#stored;
+    const message =
+      stored !== undefined
+        ? `${subject}: no result within ${elapsed} ms, but the durable command is stored (${stored}, call ${callId}) and will run when a responder takes it; call again with id '${callId}' to get its result`
+        : this.#maybeStored
+          ? `${subject}: no result within ${elapsed} ms, and JetStream did not confirm storing the durable command (call ${callId}); it may be stored and run later: call again with id '${callId}' (never a new id) to find out`
+          : `${subject} timed out after ${elapsed} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;
+    const scope =
+      stored === undefined ? { callId, subject } : { callId, subject, details: { stored } };
+    this.settle({ ok: false, error: new RpcError("TIMEOUT", message, scope) });
   }
 }
 

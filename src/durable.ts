@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { StoredReply } from "./dedupe/types.js";
 import { RpcError } from "./errors.js";
 import { errorReply } from "./execute.js";
-import { decodeError, HEADER_ERROR, HEADER_ERROR_CODE } from "./protocol.js";
+import { decodeError, HEADER_CALL_ID, HEADER_ERROR, HEADER_ERROR_CODE } from "./protocol.js";
 import type { QueuedCommand } from "./transport/queue.js";
 
 /** What handling a call produced: the reply, and the error when the command itself is unusable. */
@@ -51,11 +51,8 @@ export async function settleCommand(
   answer: Answer | undefined,
   env: SettleEnv,
 ): Promise<void> {
-  const scope = {
-    callId: command.header("Nats-Msg-Id"),
-    subject: command.subject,
-    delivery: command.delivery,
-  };
+  const call = callScope(command);
+  const scope = { ...call, delivery: command.delivery };
   try {
     if (answer?.poison) {
       const err = answer.poison;
@@ -68,7 +65,7 @@ export async function settleCommand(
           new RpcError(
             err.code,
             `${err.message}; the command was moved to ${deadLetter} and will not be retried`,
-            { ...callScope(command), details: { ...details, deadLetter } },
+            { ...call, details: { ...details, deadLetter } },
           ),
         ).reply,
       );
@@ -80,12 +77,12 @@ export async function settleCommand(
           code: "TIMEOUT",
           message: `${command.subject}: delivery ${command.delivery - 1} did not finish (its responder stopped, or held it past the ack wait)`,
         };
-    if (answer && failure === undefined) {
-      env.send(answer.reply);
+    if (failure === undefined) {
+      // Only an answer can be final: without one, `failure` is always set.
+      if (answer) env.send(answer.reply);
       command.ack();
       return;
     }
-    if (failure === undefined) return; // unreachable: no answer always has a failure
     const last = answer === undefined ? command.delivery - 1 : command.delivery;
     if (last < env.maxDeliver) {
       env.log.warn({ ...scope, code: failure.code }, "durable command failed; it will be retried");
@@ -103,7 +100,7 @@ export async function settleCommand(
           "DEAD_LETTERED",
           `${command.subject} failed on all ${last} deliveries (last: ${failure.code}: ${failure.message}); the command was moved to ${deadLetter}: fix the cause, then republish it from there`,
           {
-            ...callScope(command),
+            ...call,
             details: { deadLetter, deliveries: last, lastCode: failure.code },
           },
         ),
@@ -116,6 +113,6 @@ export async function settleCommand(
 }
 
 function callScope(command: QueuedCommand): { callId?: string; subject: string } {
-  const callId = command.header("Nats-Msg-Id");
+  const callId = command.header(HEADER_CALL_ID);
   return callId === undefined ? { subject: command.subject } : { callId, subject: command.subject };
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { RpcError } from "./errors.js";
+import { oneLine } from "./transport/headers.js";
 
 /** Carries the call id, which is also the idempotency key (the NATS convention for a message's dedupe id). */
 export const HEADER_CALL_ID = "Nats-Msg-Id";
@@ -59,10 +60,6 @@ export function encodeError(err: RpcError): EncodedError {
     headers: { [HEADER_ERROR]: oneLine(err.message), [HEADER_ERROR_CODE]: String(err.status) },
     data: encodeBody(err.toJSON()),
   };
-}
-
-function oneLine(text: string): string {
-  return text.replace(/[\r\n]+/g, " ");
 }
 
 /** Reads the fields of an error reply's body, tolerating peers that send only the micro headers. */

@@ -221,8 +221,14 @@ export function createResponder<C extends AnyContract>(
   const onCommand = (command: QueuedCommand) => {
     const name = command.method;
     const method = Object.hasOwn(contract.methods, name) ? contract.methods[name] : undefined;
-    const job: Job = { name, method, msg: command, command, received: Date.now(), t0: 0 };
-    job.t0 = performance.now();
+    const job: Job = {
+      name,
+      method,
+      msg: command,
+      command,
+      received: Date.now(),
+      t0: performance.now(),
+    };
     if (active < concurrency) void run(job);
     else waiting.push(job);
   };

@@ -8,6 +8,11 @@
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const LINE_BREAK = /[\r\n]/;
 
+/** `text` with its line breaks turned into spaces, so it can be a header value. */
+export function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, " ");
+}
+
 /** Whether `name` is a valid header name and `value` a single-line value. */
 export function isValidHeader(name: string, value: string): boolean {
   return TOKEN.test(name) && typeof value === "string" && !LINE_BREAK.test(value);

@@ -27,7 +27,8 @@ import type {
   JsMsg,
   StreamConfig,
 } from "@nats-io/jetstream";
-import { RecordHeaders } from "./nats-headers.js";
+import { oneLine } from "./headers.js";
+import { headersOf, RecordHeaders, recordOf } from "./nats-headers.js";
 import {
   type DeadLetterReason,
   type DurableQueue,
@@ -361,7 +362,8 @@ class JetStreamCommand implements QueuedCommand {
     private readonly release: () => void,
     private readonly env: CommandEnv,
   ) {
-    this.#record = headerRecord(m);
+    const h = headersOf(m);
+    this.#record = h === undefined ? {} : recordOf(h);
     this.reply = this.#record[HEADER_REPLY] || undefined;
     this.method = m.subject.slice(env.prefixLength);
     this.delivery = m.info.deliveryCount;
@@ -408,7 +410,7 @@ class JetStreamCommand implements QueuedCommand {
       "Nats-Msg-Id": `${this.m.info.stream}:${this.m.seq}`,
       ...(callId === undefined ? {} : { "Ricochet-Call-Id": callId }),
       "Ricochet-Dead-Code": reason.code,
-      "Ricochet-Dead-Reason": reason.message.replace(/[\r\n]+/g, " "),
+      "Ricochet-Dead-Reason": oneLine(reason.message),
       "Ricochet-Deliveries": String(this.delivery),
       "Ricochet-Dead-From": `${this.subject} ${this.location}`,
     };
@@ -422,19 +424,6 @@ class JetStreamCommand implements QueuedCommand {
     this.ack();
     return subject;
   }
-}
-
-function headerRecord(m: JsMsg): Record<string, string> {
-  const record: Record<string, string> = {};
-  let h: JsMsg["headers"];
-  try {
-    h = m.headers;
-  } catch {
-    return record; // unreadable header block: served as a command without headers
-  }
-  if (h === undefined) return record;
-  for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
-  return record;
 }
 
 function isNotFound(err: unknown): boolean {

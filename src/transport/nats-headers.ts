@@ -56,3 +56,24 @@ export class RecordHeaders implements MsgHdrs {
     return encoder.encode(`${s}\r\n\r\n`);
   }
 }
+
+/**
+ * A message's headers, or `undefined` when it has none or they cannot be parsed. nats.js decodes
+ * headers lazily and throws on a malformed block (a name with a space, say), which nats-server passes
+ * through; such a message is then served as one without headers rather than allowed to throw inside
+ * the connection's reader.
+ */
+export function headersOf(msg: { readonly headers?: MsgHdrs | undefined }): MsgHdrs | undefined {
+  try {
+    return msg.headers;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The first value of each header, as a record: nats.js's own lookups search and allocate per call. */
+export function recordOf(h: MsgHdrs): Record<string, string> {
+  const record: Record<string, string> = {};
+  for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
+  return record;
+}

@@ -6,7 +6,7 @@
 import { createInbox, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { PayloadTooLargeError } from "./errors.js";
 import { assertValidHeaders } from "./headers.js";
-import { RecordHeaders } from "./nats-headers.js";
+import { headersOf, RecordHeaders, recordOf } from "./nats-headers.js";
 import type {
   PublishOptions,
   SubscribeOptions,
@@ -25,20 +25,6 @@ export interface NatsTransportOptions {
 }
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
-
-/**
- * The message's headers, or `undefined` when it has none or they cannot be parsed. nats.js decodes
- * headers lazily and throws on a malformed block (a name with a space, say), which nats-server passes
- * through; a call with unreadable headers is then served as a plain request rather than allowed to
- * throw inside the connection's reader.
- */
-function headersOf(msg: Msg): Msg["headers"] {
-  try {
-    return msg.headers;
-  } catch {
-    return undefined;
-  }
-}
 
 class NatsMessage implements TransportMessage {
   readonly status: number;
@@ -61,9 +47,7 @@ class NatsMessage implements TransportMessage {
     if (this.#headers === undefined) {
       const h = headersOf(this.msg);
       if (h === undefined) return NO_HEADERS;
-      const record: Record<string, string> = {};
-      for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
-      this.#headers = record;
+      this.#headers = recordOf(h);
     }
     return this.#headers;
   }
