@@ -8,6 +8,7 @@
 import { nanoid } from "nanoid";
 import { type Logger, pino } from "pino";
 import { Call, cancelledError, type RetryInfo } from "./call.js";
+import { CHILD_ID } from "./context.js";
 import type {
   AnyContract,
   AnyMethod,
@@ -74,7 +75,9 @@ export interface CallOptions {
   signal?: AbortSignal;
   /**
    * The call id, which is also the idempotency key: calls with the same id to the same method run the
-   * handler once on a deduplicating responder. @default a new nanoid, kept across this call's retries
+   * handler once on a deduplicating responder. Kept across this call's retries.
+   * @default derived from `parent` when that is a handler's `ctx` (see {@link CallOptions.parent}),
+   * else a new nanoid
    */
   id?: string;
   /** Overrides the client's retry options for this call. */
@@ -82,6 +85,16 @@ export interface CallOptions {
   /**
    * The context of the handler this call is made from (its `ctx`): the call then ends no later than
    * the parent's deadline and is cancelled with it.
+   *
+   * When `parent` is a ricochet handler context and no `id` is given, the call's id is derived from
+   * the parent's call id and the call's place in that handler: `<parent id>/<service>.<method>/<n>`,
+   * where `n` counts, from 1, the calls this execution of the handler made to the same method with
+   * it as `parent`, explicit ids included (e.g. `order-42/inventory.reserve/1`). So when the parent
+   * runs again with the same id (a durable redelivery, a retry after a crash), its child calls carry
+   * the same ids as before, and deduplicating responders answer them with their stored replies
+   * instead of running them twice. This holds only if the handler makes its child calls in a
+   * deterministic order (and with the same requests, or the child answers `ID_REUSED`). An explicit
+   * `id` overrides the derived one; a plain `{ deadline, signal }` object gets a new nanoid.
    */
   parent?: { readonly deadline: number; readonly signal: AbortSignal };
   /** Extra headers to send, e.g. for authentication. Names must not clash with ricochet's own. */
@@ -205,8 +218,9 @@ export function createClient<C extends AnyContract>(
     m: AnyMethod,
     input: unknown,
     opts: CallOptions = {},
+    picked?: string,
   ): Promise<unknown> {
-    const id = opts.id ?? nanoid();
+    const id = picked ?? callId(opts, subject);
     if (typeof id !== "string" || id.length === 0 || /[\r\n]/.test(id)) {
       throw new TypeError(`${subject}: call option id must be a non-empty single-line string`);
     }
@@ -286,27 +300,28 @@ export function createClient<C extends AnyContract>(
         "createClient(): a method named 'close' clashes with client.close(); rename it",
       );
     const subject = methodSubject(contract.service, name);
-    const direct = (input: unknown, opts?: CallOptions) => {
+    /** `picked`: the id, when the caller picked it already (picking one from a parent counts a call). */
+    const direct = (input: unknown, opts?: CallOptions, picked?: string) => {
       try {
-        return call(name, subject, m, input, opts);
+        return call(name, subject, m, input, opts, picked);
       } catch (err) {
         return Promise.reject(err);
       }
     };
     client[name] =
       use.length === 0
-        ? direct
+        ? (input: unknown, opts?: CallOptions) => direct(input, opts)
         : (input: unknown, opts: CallOptions = {}) => {
             const outgoing: OutgoingCall = {
               service: contract.service,
               method: name,
               subject,
-              id: opts.id ?? nanoid(),
+              // Picked here, once for both paths, so a parent's count of its calls advances once.
+              id: callId(opts, subject),
               input,
               headers: { ...opts.headers },
             };
-            const send = () =>
-              direct(input, { ...opts, id: outgoing.id, headers: outgoing.headers });
+            const send = () => direct(input, { ...opts, headers: outgoing.headers }, outgoing.id);
             return compose(use, [outgoing], send);
           };
   }
@@ -325,6 +340,22 @@ export function createClient<C extends AnyContract>(
   };
   Object.defineProperty(client, CLIENT_INTERNALS, { value: () => ({ pending: pending.size }) });
   return Object.freeze(client) as Client<C>;
+}
+
+/**
+ * A call's id: the `id` option, else one derived from `parent` when it is a handler context, else a
+ * new nanoid. Run it once per call: a handler context counts each call made with it as its parent.
+ */
+function callId(opts: CallOptions, subject: string): string {
+  // The parent counts every call made with it, an explicit id too, so `n` is the call's place.
+  const derived = childId(opts.parent, subject);
+  return opts.id ?? derived ?? nanoid();
+}
+
+/** The next child id of a ricochet handler context; `undefined` for any other parent (or none). */
+function childId(parent: CallOptions["parent"], subject: string): string | undefined {
+  const derive = (parent as { [CHILD_ID]?: unknown } | undefined)?.[CHILD_ID];
+  return typeof derive === "function" ? (derive.call(parent, subject) as string) : undefined;
 }
 
 function checkTimeout(value: number, name: string): number {

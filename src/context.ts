@@ -10,6 +10,13 @@ import type { AnyMethod, ContractErrorCode } from "./contract.js";
 import { RpcError } from "./errors.js";
 import type { TransportMessage } from "./transport/types.js";
 
+/**
+ * @internal The key of the method through which a handler's context names the calls the handler
+ * makes with `{ parent: ctx }` (see `CallOptions.parent`). Not part of {@link CallContext}'s public
+ * shape; a `Symbol.for`, so a client from another copy of the library recognises the context too.
+ */
+export const CHILD_ID = Symbol.for("ricochet.childId");
+
 /** What a handler gets beside the request. */
 export interface CallContext<M extends AnyMethod = AnyMethod> {
   /** The call id (idempotency key), from `Nats-Msg-Id`; made up for a caller that sent none. */
@@ -52,6 +59,8 @@ export class LazyContext implements CallContext {
   #timer: NodeJS.Timeout | undefined;
   #headers: Record<string, string> | undefined;
   #logger: Logger | undefined;
+  /** Calls made so far by this execution with `{ parent: this }`, per `<service>.<method>`. */
+  #children: Map<string, number> | undefined;
 
   constructor(
     readonly id: string,
@@ -104,6 +113,19 @@ export class LazyContext implements CallContext {
       callId: this.id,
       subject: this.subject,
     });
+  }
+
+  /**
+   * @internal The id of the next call this execution makes to `subject` (`<service>.<method>`)
+   * with `{ parent: ctx }`: `<id>/<subject>/<n>`, where `n` counts this execution's calls to that
+   * subject from 1. The same call id run again (a redelivery, a retry) derives the same ids in the
+   * same order. A prototype method, so it is not enumerable and not an own field of the context.
+   */
+  [CHILD_ID](subject: string): string {
+    this.#children ??= new Map();
+    const n = (this.#children.get(subject) ?? 0) + 1;
+    this.#children.set(subject, n);
+    return `${this.id}/${subject}/${n}`;
   }
 
   /** Clears the deadline timer. */
