@@ -6,7 +6,7 @@
  */
 import type { Logger } from "pino";
 import { RpcError } from "./errors.js";
-import { HEADER_ATTEMPT, HEADER_TIMEOUT, MAX_BUDGET_MS } from "./protocol.js";
+import { HEADER_ATTEMPT, HEADER_PROGRESS, HEADER_TIMEOUT, MAX_BUDGET_MS } from "./protocol.js";
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
@@ -64,7 +64,9 @@ type Phase = "attempt" | "backoff" | "lingering";
 /**
  * A call from the first send to its one settlement, as a small state machine:
  *
- * - `attempt`: a request is out; the timer is its share of the remaining budget.
+ * - `attempt`: a request is out; the timer is its share of the remaining budget (its window). A
+ *   progress message from the responder holding the call restarts the window: a live instance is
+ *   running it, and a retry would only run it again elsewhere.
  * - `backoff`: waiting before the next attempt.
  * - `lingering`: attempts are used up but one went unanswered, so its late reply may still come.
  *
@@ -84,6 +86,8 @@ export class Call {
   #refusal: RpcError | undefined;
   /** Whether some attempt ended with no answer at all (its handler may still be running). */
   #unanswered = false;
+  /** The current attempt's window, ms: how long it waits for an answer or a progress message. */
+  #window = 0;
   /** Why the next attempt is a retry, reported once it is sent. */
   #retry: { code: string; delayMs: number } | undefined;
   /** For a durable call until it is stored (or found to be another caller's): its queue. */
@@ -123,6 +127,10 @@ export class Call {
   }
 
   onReply(msg: TransportMessage): void {
+    if (msg.data.length === 0 && msg.header(HEADER_PROGRESS) !== undefined) {
+      this.#onProgress(msg);
+      return;
+    }
     const outcome = readReply(this.spec.scope, msg);
     if (outcome instanceof Promise) void outcome.then((o) => this.#onOutcome(o));
     else this.#onOutcome(outcome);
@@ -152,6 +160,23 @@ export class Call {
     this.#next();
   }
 
+  /**
+   * A responder still holds the call: wait another window for it, rather than retry onto another
+   * instance, where it would run again. One that arrives during a backoff cancels the retry.
+   */
+  #onProgress(msg: TransportMessage): void {
+    if (this.settled || this.#phase === "lingering") return;
+    const { callId, subject } = this.spec.scope;
+    if (this.env.log.isLevelEnabled("debug")) {
+      const instance = msg.header(HEADER_PROGRESS);
+      this.env.log.debug({ callId, subject, instance }, "call in progress; extending the attempt");
+    }
+    clearTimeout(this.#timer);
+    this.#phase = "attempt";
+    const left = this.spec.deadline - Date.now();
+    this.#timer = setTimeout(onTimer, Math.max(0, Math.min(this.#window, left)), this);
+  }
+
   /** Sends the next attempt, with its share of what is left of the deadline. */
   #send(): void {
     const { policy, deadline, headers, body, reply, scope } = this.spec;
@@ -168,7 +193,10 @@ export class Call {
       this.#enqueue(this.#durable, attempt, Math.min(share, MAX_BUDGET_MS));
       return;
     }
+    const window = Math.min(share, MAX_BUDGET_MS);
+    this.#window = window;
     headers[HEADER_TIMEOUT] = String(Math.min(remaining, MAX_BUDGET_MS));
+    headers[HEADER_PROGRESS] = String(window);
     if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
     try {
       this.env.transport.publish(scope.subject, body, { reply, headers });
@@ -177,7 +205,7 @@ export class Call {
       return;
     }
     this.#retried(attempt);
-    this.#timer = setTimeout(onTimer, Math.min(share, MAX_BUDGET_MS), this);
+    this.#timer = setTimeout(onTimer, window, this);
   }
 
   #retried(attempt: number): void {

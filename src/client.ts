@@ -24,6 +24,7 @@ import {
   HEADER_CALL_ID,
   HEADER_ERROR,
   HEADER_ERROR_CODE,
+  HEADER_PROGRESS,
   HEADER_TIMEOUT,
   MAX_BUDGET_MS,
   methodSubject,
@@ -374,6 +375,7 @@ const RESERVED = new Set(
     HEADER_TIMEOUT,
     HEADER_ERROR,
     HEADER_ERROR_CODE,
+    HEADER_PROGRESS,
     HEADER_REPLY,
   ].map((h) => h.toLowerCase()),
 );

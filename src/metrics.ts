@@ -36,7 +36,7 @@ export interface MethodMetrics {
   latencySum: number;
   /** Retries sent (client side). */
   retries: number;
-  /** Duplicates answered without running the handler, by how (responder side). */
+  /** Calls answered without running the handler, by how (responder side): duplicates, or refused because the dedupe store was full. */
   dedupe: Record<DedupeOutcome, number>;
 }
 
@@ -101,7 +101,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         latency,
         latencySum: 0,
         retries: 0,
-        dedupe: { replayed: 0, joined: 0, conflict: 0 },
+        dedupe: { replayed: 0, joined: 0, conflict: 0, refused: 0 },
       };
       state[side].set(key, m);
     }
@@ -193,7 +193,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     });
     new prom.Counter({
       name: "ricochet_dedupe_total",
-      help: "Duplicate calls a responder answered without running the handler, by outcome.",
+      help: "Calls a responder answered without running the handler, by outcome: replayed, joined or conflict (duplicates), refused (dedupe store full).",
       labelNames: ["side", "service", "method", "outcome"],
       registers: [registry],
       collect() {

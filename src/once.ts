@@ -24,12 +24,24 @@ export interface OnceCall {
   deadline: number;
   /** The subject, for messages. */
   subject: string;
-  /** Told when a duplicate is answered without running the handler. */
-  onDuplicate?: ((outcome: DedupeOutcome) => void) | undefined;
 }
 
-/** How a duplicate call was answered: from the stored reply, by joining the running execution, or refused. */
-export type DedupeOutcome = "replayed" | "joined" | "conflict";
+/** What {@link runOnce} needs from its responder: the store, a logger, and hooks for metrics. */
+export interface OnceEnv {
+  readonly store: DedupeStore;
+  readonly log: Logger;
+  /** Told when a call is answered without running its handler: a duplicate, or refused. */
+  readonly onDuplicate?: ((call: OnceCall, outcome: DedupeOutcome) => void) | undefined;
+  /** Told when the store is full and the call was refused with `OVERLOADED`. */
+  readonly onFull?: ((call: OnceCall, retryAfterMs: number) => void) | undefined;
+}
+
+/**
+ * How a call was answered without running its handler: from the stored reply, by joining the running
+ * execution, refused for another request with the same id (`conflict`), or refused because the store
+ * was full of replies still inside their callers' deadlines (`refused`, answered `OVERLOADED`).
+ */
+export type DedupeOutcome = "replayed" | "joined" | "conflict" | "refused";
 
 /**
  * The request's fingerprint: the method and a hash of the body bytes. A ricochet client resends the
@@ -47,17 +59,17 @@ export interface Outcome {
 
 /** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */
 export async function runOnce(
-  store: DedupeStore,
+  env: OnceEnv,
   call: OnceCall,
   run: () => Promise<Execution>,
-  log: Logger,
 ): Promise<Outcome> {
+  const { store, log } = env;
   const scope = { callId: call.id, subject: call.subject };
   const print = fingerprint(call.method, call.data);
   for (;;) {
     let claim: Awaited<ReturnType<DedupeStore["claim"]>>;
     try {
-      const pending = store.claim(call.id, print);
+      const pending = store.claim(call.id, print, call.deadline);
       claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
       // A store that is down must not stop the service: run without deduplication, and say so.
@@ -90,19 +102,33 @@ export async function runOnce(
     }
     if (claim.status === "done") {
       log.debug(scope, "duplicate call; replaying the stored reply");
-      call.onDuplicate?.("replayed");
+      env.onDuplicate?.(call, "replayed");
       return { reply: claim.reply, retryable: false };
     }
     if (claim.status === "conflict") {
-      call.onDuplicate?.("conflict");
+      env.onDuplicate?.(call, "conflict");
       const message = `${call.subject}: call id ${call.id} was already used for a different request or method; use a new id for a new call`;
       return errorReply(new RpcError("ID_REUSED", message, scope));
+    }
+    if (claim.status === "full") {
+      // Forgetting a reply its caller may still ask for could run the call twice: refuse it instead.
+      env.onDuplicate?.(call, "refused");
+      env.onFull?.(call, claim.retryAfterMs);
+      const message = `${call.subject}: the dedupe store is full of replies whose callers may still retry (call ${call.id} not run); retry in ${claim.retryAfterMs} ms, or raise memoryDedupe's maxBytes`;
+      return errorReply(
+        new RpcError("OVERLOADED", message, {
+          ...scope,
+          details: { retryAfterMs: claim.retryAfterMs },
+        }),
+        false,
+        true,
+      );
     }
     log.debug(scope, "duplicate of a call in flight; waiting for its reply");
     const left = call.deadline - Date.now();
     const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
     if (reply) {
-      call.onDuplicate?.("joined");
+      env.onDuplicate?.(call, "joined");
       // The owner's failure (5xx) is not stored, so a later arrival of the id runs it again.
       return { reply, retryable: Number(reply.headers?.[HEADER_ERROR_CODE] ?? 0) >= 500 };
     }

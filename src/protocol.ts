@@ -13,6 +13,12 @@ export const HEADER_CALL_ID = "Nats-Msg-Id";
 export const HEADER_ATTEMPT = "Ricochet-Attempt";
 /** The caller's remaining time budget in whole milliseconds when the attempt was sent. */
 export const HEADER_TIMEOUT = "Ricochet-Timeout";
+/**
+ * On a request: the caller's attempt window in whole milliseconds, and that it understands progress
+ * messages. On a message to a reply subject: a progress message (empty body) from the instance named
+ * in the value, which still holds the call.
+ */
+export const HEADER_PROGRESS = "Ricochet-Progress";
 /** NATS micro: the error message of an error reply. */
 export const HEADER_ERROR = "Nats-Service-Error";
 /** NATS micro: the numeric status of an error reply. */

@@ -7,31 +7,23 @@
 import { nanoid } from "nanoid";
 import { type Logger, pino } from "pino";
 import type { input, output } from "zod/v4/core";
-import { type CallContext, LazyContext } from "./context.js";
+import { Admission } from "./admission.js";
+import type { CallContext } from "./context.js";
 import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
 import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
 import { type Answer, settleCommand } from "./durable.js";
 import { RpcError } from "./errors.js";
-import { errorReply, execute } from "./execute.js";
+import { errorReply } from "./execute.js";
+import { callHandler, type IncomingCall } from "./handle.js";
 import type { ResponderMiddleware } from "./middleware.js";
-import { type DedupeOutcome, runOnce } from "./once.js";
-import {
-  decodeBody,
-  HEADER_ATTEMPT,
-  HEADER_CALL_ID,
-  HEADER_ERROR,
-  HEADER_ERROR_CODE,
-  HEADER_TIMEOUT,
-  MAX_BUDGET_MS,
-  methodSubject,
-  parseIntHeader,
-} from "./protocol.js";
+import type { DedupeOutcome } from "./once.js";
+import { type HeldCall, ProgressTracker } from "./progress.js";
+import { HEADER_ERROR, HEADER_ERROR_CODE, HEADER_PROGRESS, methodSubject } from "./protocol.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
-import { describeIssues, validate } from "./validate.js";
 
 /** The handler of one method: gets the parsed request, returns the response (or a promise of it). */
 export type Handler<M extends AnyMethod> = (
@@ -117,17 +109,12 @@ export interface Responder {
   >;
 }
 
-interface Job {
-  name: string;
-  /** The method's definition, or `undefined` for a durable command naming a method not served here. */
-  method: AnyMethod | undefined;
-  msg: TransportMessage;
-  /** Set for a durable command: it is settled on the queue, not just answered. */
-  command?: QueuedCommand;
-  /** Epoch ms, for the deadline. */
-  received: number;
+/** A call from receipt to its answer. */
+interface Job extends IncomingCall {
   /** performance.now() at receipt, for statistics. */
-  t0: number;
+  readonly t0: number;
+  /** Its progress messages, while it is held here (see {@link ProgressTracker}). */
+  held: HeldCall | undefined;
 }
 
 /**
@@ -164,7 +151,6 @@ export function createResponder<C extends AnyContract>(
     throw new RangeError(`maxQueue must be an integer >= 0, got ${options.maxQueue}`);
   const defaultTimeoutMs = positiveInt(options.defaultTimeoutMs ?? 30_000, "defaultTimeoutMs");
   const dedupe = options.dedupe === false ? undefined : (options.dedupe ?? memoryDedupe());
-  const handlerOf = handlers as Record<string, unknown>;
   const use = [...(options.use ?? [])];
   const log = (options.logger ?? pino({ level: "silent" })).child({
     lib: "ricochet",
@@ -187,34 +173,58 @@ export function createResponder<C extends AnyContract>(
   const queueOf = options.durable;
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
-  let active = 0;
-  const waiting: Job[] = [];
-  let idle: (() => void) | undefined;
+  const progress = new ProgressTracker(transport, id, log);
+  const handle = callHandler({
+    contract,
+    handlers: handlers as Record<string, unknown>,
+    use,
+    log,
+    defaultTimeoutMs,
+    dedupe,
+    onDuplicate: options.onDuplicate,
+  });
 
-  /** Counts the call in its method's statistics, as answered now. */
-  const recordStats = (job: Job, error?: { status: number; message: string }) => {
-    stats.get(job.name)?.record(performance.now() - job.t0, error);
+  /** Handles one admitted job, then answers it: a reply, or a settlement on the durable queue. */
+  const run = async (job: Job) => {
+    const command = job.command;
+    // A command's time starts when it gets a slot: however long it queued, it has its full budget.
+    if (command !== undefined) job.received = Date.now();
+    // A command past its last delivery: an earlier one never finished. Dead-letter it unrun.
+    const exhausted = command !== undefined && queueOf && command.delivery > queueOf.maxDeliver;
+    let answer: Answer | undefined;
+    if (!exhausted) {
+      try {
+        answer = await handle(job);
+      } catch (err) {
+        // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
+        log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
+        const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
+        answer = { reply: errorReply(internal).reply, retryable: true };
+      }
+    }
+    if (command === undefined) send(job, (answer as Answer).reply);
+    else if (queueOf !== undefined) {
+      await settleCommand(command, answer, {
+        maxDeliver: queueOf.maxDeliver,
+        send: (reply) => send(job, reply),
+        log,
+      });
+    }
   };
+  const admission = new Admission<Job>(concurrency, maxQueue, run);
 
   const onMessage = (name: string, method: AnyMethod | undefined, msg: TransportMessage) => {
-    const job: Job = { name, method, msg, received: Date.now(), t0: performance.now() };
-    if (active < concurrency) void run(job);
-    else if (waiting.length < maxQueue) waiting.push(job);
-    else {
-      log.warn(
-        { subject: msg.subject, active, waiting: waiting.length },
-        "overloaded; refusing a call",
-      );
-      send(
-        job,
-        errorReply(
-          new RpcError(
-            "OVERLOADED",
-            `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`,
-          ),
-        ).reply,
-      );
-    }
+    const received = Date.now();
+    // Held from receipt: a caller that retried a queued call elsewhere would have it run twice.
+    const held = progress.hold(msg.reply, msg.header(HEADER_PROGRESS), received);
+    const job: Job = { name, method, msg, received, t0: performance.now(), held };
+    if (admission.offer(job)) return;
+    log.warn(
+      { subject: msg.subject, active: admission.active, waiting: admission.waiting },
+      "overloaded; refusing a call",
+    );
+    const message = `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`;
+    send(job, errorReply(new RpcError("OVERLOADED", message)).reply);
   };
 
   /** A durable command: it waits for a slot however long the line (the queue bounds how many come). */
@@ -228,47 +238,14 @@ export function createResponder<C extends AnyContract>(
       command,
       received: Date.now(),
       t0: performance.now(),
+      held: undefined,
     };
-    if (active < concurrency) void run(job);
-    else waiting.push(job);
+    admission.offer(job, true);
   };
 
-  const run = async (job: Job) => {
-    active++;
-    try {
-      const command = job.command;
-      // A command's time starts when it gets a slot: however long it queued, it has its full budget.
-      if (command !== undefined) job.received = Date.now();
-      // A command past its last delivery: an earlier one never finished. Dead-letter it unrun.
-      const exhausted = command !== undefined && queueOf && command.delivery > queueOf.maxDeliver;
-      let answer: Answer | undefined;
-      if (!exhausted) {
-        try {
-          answer = await handle(job);
-        } catch (err) {
-          // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
-          log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
-          const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
-          answer = { reply: errorReply(internal).reply, retryable: true };
-        }
-      }
-      if (command === undefined) send(job, (answer as Answer).reply);
-      else if (queueOf !== undefined) {
-        await settleCommand(command, answer, {
-          maxDeliver: queueOf.maxDeliver,
-          send: (reply) => send(job, reply),
-          log,
-        });
-      }
-    } finally {
-      active--;
-      const next = waiting.shift();
-      if (next) void run(next);
-      else if (active === 0) idle?.();
-    }
-  };
-
+  /** Delivers a reply to the caller (if it asked for one) and counts the call in the statistics. */
   const send = (job: Job, reply: StoredReply) => {
+    progress.release(job.held);
     const headers = reply.headers;
     const msg = job.msg;
     if (msg.reply !== undefined) {
@@ -285,77 +262,14 @@ export function createResponder<C extends AnyContract>(
       }
     }
     const code = headers?.[HEADER_ERROR_CODE];
-    recordStats(
-      job,
-      code === undefined
-        ? undefined
-        : { status: Number(code), message: headers?.[HEADER_ERROR] ?? "" },
-    );
-  };
-
-  /** Decodes, validates and runs (once) one call; returns what to answer. */
-  const handle = async (job: Job): Promise<Answer> => {
-    const { name, method, msg, received, command } = job;
-    const subject = msg.subject;
-    const sentId = msg.header(HEADER_CALL_ID);
-    const id = sentId || nanoid();
-    const scope = { callId: id, subject };
-    /** A failure before the handler ran: another delivery (or instance) may do better. */
-    const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply, retryable: true });
-    const poison = (err: RpcError): Answer => ({
-      reply: errorReply(err).reply,
-      retryable: false,
-      poison: err,
-    });
-    if (method === undefined) {
-      // A durable command for a method this (older?) responder lacks: another one may serve it.
-      const message = `${subject}: this responder serves ${contract.service} ${contract.version}, which has no method '${name}' (call ${id})`;
-      return fail(new RpcError("UNAVAILABLE", message, scope));
-    }
-    // A stored command's caller budget says nothing about now: each delivery gets the default.
-    const sentBudget = command ? undefined : parseIntHeader(msg.header(HEADER_TIMEOUT));
-    const deadline = received + Math.min(sentBudget ?? defaultTimeoutMs, MAX_BUDGET_MS);
-    if (Date.now() >= deadline) {
-      log.debug(scope, "deadline passed while the call waited; handler not run");
-      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
-      return fail(new RpcError("TIMEOUT", message, scope));
-    }
-    let body: unknown;
-    try {
-      body = decodeBody(msg.data);
-    } catch (err) {
-      const message = `${subject}: the request body is not valid JSON (call ${id})`;
-      const details = { reason: (err as Error).message };
-      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
-    }
-    const pending = validate(method.request, body);
-    const checked = pending instanceof Promise ? await pending : pending;
-    if (!checked.ok) {
-      const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
-      const details = { issues: checked.issues };
-      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
-    }
-    const attempt = command ? command.delivery : (parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1);
-    const handler = handlerOf[name] as (request: unknown, ctx: LazyContext) => unknown;
-    const run = () => {
-      const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
-      return execute(handler, checked.value, method, ctx, log, use);
-    };
-    // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
-    if (dedupe === undefined || !sentId) return await run();
-    const onDuplicate = options.onDuplicate;
-    const call = {
-      id,
-      method: name,
-      data: msg.data,
-      deadline,
-      subject,
-      onDuplicate:
-        onDuplicate &&
-        ((outcome: DedupeOutcome) =>
-          onDuplicate({ service: contract.service, method: name, id, outcome })),
-    };
-    return await runOnce(dedupe, call, run, log);
+    stats
+      .get(job.name)
+      ?.record(
+        performance.now() - job.t0,
+        code === undefined
+          ? undefined
+          : { status: Number(code), message: headers?.[HEADER_ERROR] ?? "" },
+      );
   };
 
   /** Subscribes to every method, the durable queue and discovery; resolves once the bus has them. */
@@ -386,7 +300,7 @@ export function createResponder<C extends AnyContract>(
 
   return {
     get inFlight() {
-      return active;
+      return admission.active;
     },
     id,
     stats() {
@@ -435,11 +349,10 @@ export function createResponder<C extends AnyContract>(
           consumer?.stop().catch(unsubscribed),
         ]);
         log.info(
-          { inFlight: active, waiting: waiting.length },
+          { inFlight: admission.active, waiting: admission.waiting },
           "draining: no new calls; finishing the calls in flight",
         );
-        if (active > 0 || waiting.length > 0)
-          await new Promise<void>((resolve) => (idle = resolve));
+        await admission.idle();
         await transport
           .flush()
           .catch((err) => log.warn({ err }, "could not flush the last replies"));

@@ -81,7 +81,7 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
 
   const running = (f: string): Stored => ({ s: "running", f, lease: Date.now() + leaseMs });
 
-  const owner = (key: string, f: string, revision: number): Claim => {
+  const owner = (key: string, f: string, revision: number, deadline = 0): Claim => {
     let rev = revision;
     let renewing: Promise<unknown> = Promise.resolve();
     const timer = setInterval(() => {
@@ -107,7 +107,13 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
         if (keep) {
           await kv.update(
             key,
-            encode({ s: "done", f, ...fromReply(reply), expires: Date.now() + ttlMs }),
+            // Replayed for ttlMs, and never less than until the caller's deadline (plus a margin).
+            encode({
+              s: "done",
+              f,
+              ...fromReply(reply),
+              expires: Math.max(Date.now() + ttlMs, deadline + 1000),
+            }),
             rev,
           );
           return;
@@ -156,11 +162,16 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
       for (const t of renewals) clearInterval(t);
       renewals.clear();
     },
-    async claim(id, fingerprint) {
+    async claim(id, fingerprint, deadline) {
       const key = kvKey(id);
       for (let tries = 0; tries < 10; tries++) {
         try {
-          return owner(key, fingerprint, await kv.create(key, encode(running(fingerprint))));
+          return owner(
+            key,
+            fingerprint,
+            await kv.create(key, encode(running(fingerprint))),
+            deadline,
+          );
         } catch {
           // The key exists (or was just written): read what is there.
         }
@@ -179,6 +190,7 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
               key,
               fingerprint,
               await kv.update(key, encode(running(fingerprint)), entry.revision),
+              deadline,
             );
           } catch {
             continue; // another instance was faster

@@ -1,189 +1,179 @@
 /**
- * An in-process {@link DedupeStore}: at most `maxEntries` finished calls (least recently used go
- * first), each replayed for at most `ttlMs`.
+ * An in-process {@link DedupeStore} whose retention follows its callers' deadlines and whose memory is
+ * bounded in bytes: a finished call's reply is kept at least until the deadline its caller sent, plus
+ * a margin, whatever the load. When the budget cannot hold one more such reply, new calls are refused
+ * (the responder answers `OVERLOADED`, which callers retry) rather than an older reply forgotten.
  *
  * @module
  */
+import { ReplyLog } from "./reply-log.js";
 import type { Claim, DedupeStore, StoredReply } from "./types.js";
 
 /** Options for {@link memoryDedupe}. */
 export interface MemoryDedupeOptions {
   /**
-   * How long a finished call's reply is kept for replay, in milliseconds. Retries must arrive within
-   * it to be deduplicated; set it above your callers' longest deadline.
+   * The most memory the stored replies may take, in bytes. Size it above
+   * `calls per second × (caller deadline + marginMs) / 1000 × (reply bytes + id bytes × 2 + 150)`:
+   * at 40,000 calls/s with 5 s deadlines and 200-byte replies, about 90 MB. When full of replies
+   * still inside their callers' deadlines, the store refuses new calls (`OVERLOADED`) until some
+   * deadlines pass. It may go over by the replies of calls that were already running when it filled.
+   * @default 134217728 (128 MiB)
+   */
+  maxBytes?: number;
+  /**
+   * How long a finished call's reply stays replayable, in milliseconds from when it finished, beyond
+   * its caller's deadline: a call made again with the same id after its deadline (for example after
+   * a durable call's `TIMEOUT`) is answered from the store within this window. Best effort: replies
+   * past their deadline are the first to go when the budget needs room.
    * @default 120000
    */
   ttlMs?: number;
   /**
-   * The most finished calls kept; past it, the least recently used are forgotten first. Calls still
-   * running are never evicted (they are bounded by the responder's concurrency and queue).
-   * @default 10000
+   * How long past the caller's deadline a reply is still protected from eviction, in milliseconds:
+   * room for the network and timers between caller and responder.
+   * @default 1000
    */
-  maxEntries?: number;
+  marginMs?: number;
   /** @internal The clock, for tests. @default Date.now */
   now?: () => number;
 }
 
 /** A {@link DedupeStore} with its size, for monitoring and tests. */
 export interface MemoryDedupeStore extends DedupeStore {
-  /**
-   * Entries held now: running, plus finished ones not yet evicted. An expired entry is dropped when its
-   * id arrives again or when it is the least recently used past `maxEntries`, so it may still count.
-   */
+  /** Answers at once, from memory. */
+  claim(id: string, fingerprint: string, deadline?: number): Claim;
+  /** Calls known now: running, plus finished ones whose replies are held. */
   readonly size: number;
-  /** @internal Slots in the use-order queue, for the test that it stays bounded. */
-  readonly queueLength: number;
+  /** Bytes the stored replies take now (their segments). */
+  readonly bytes: number;
+  /** The budget, `maxBytes`. */
+  readonly maxBytes: number;
 }
 
-/** One call id: running (with the duplicates waiting for it), then done (with its reply). */
-class Entry {
-  state: "running" | "done" = "running";
-  reply: StoredReply | undefined;
-  expiresAt = 0;
-  /** The latest use; a queue slot with an older stamp is stale. */
-  stamp = 0;
+/** A call running now, with the duplicates waiting for it. */
+class Running {
   waiters: Array<(reply: StoredReply | undefined) => void> | undefined;
-  constructor(readonly fingerprint: string) {}
+  constructor(
+    readonly fingerprint: string,
+    readonly deadline: number,
+    /** Bytes set aside for its reply at admission. */
+    readonly reserved: number,
+  ) {}
 }
+
+const CONFLICT: Claim = Object.freeze({ status: "conflict" });
 
 /**
  * Creates an in-process dedupe store for one responder (or several in one process). Duplicates that
  * arrive while the first is running wait for it and share its reply; later ones get the stored reply.
  *
- * @throws RangeError naming the option when `ttlMs` or `maxEntries` is out of range.
+ * @throws RangeError naming the option when one is out of range.
  * @example
- * createResponder(billing, handlers, { transport, dedupe: memoryDedupe({ ttlMs: 120_000, maxEntries: 10_000 }) });
+ * createResponder(billing, handlers, { transport, dedupe: memoryDedupe({ maxBytes: 256 * 2 ** 20 }) });
  */
 export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeStore {
-  const ttlMs = options.ttlMs ?? 120_000;
-  const maxEntries = options.maxEntries ?? 10_000;
-  const now = options.now ?? Date.now;
-  if (!Number.isFinite(ttlMs) || ttlMs <= 0)
-    throw new RangeError(`ttlMs must be a number > 0, got ${options.ttlMs}`);
-  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
-    throw new RangeError(`maxEntries must be an integer >= 1, got ${options.maxEntries}`);
+  if ((options as { maxEntries?: unknown }).maxEntries !== undefined) {
+    throw new TypeError(
+      "memoryDedupe(): maxEntries was replaced by maxBytes (a budget in bytes; replies are kept until their callers' deadlines)",
+    );
   }
-  const entries = new Map<string, Entry>();
-  let finished = 0;
-  // Least recently used first: finished entries in order of use. A replay appends the entry again with
-  // a newer stamp, so older slots for it go stale and are skipped. (Re-inserting into the Map instead
-  // leaves holes that every later scan from the front has to step over: 3 µs a call at 10,000 entries.)
-  let ids: string[] = [];
-  let used: Entry[] = [];
-  let stamps: number[] = [];
-  let head = 0;
-  let clock = 0;
+  const maxBytes = options.maxBytes ?? 128 * 2 ** 20;
+  const ttlMs = options.ttlMs ?? 120_000;
+  const marginMs = options.marginMs ?? 1000;
+  const now = options.now ?? Date.now;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 65536)
+    throw new RangeError(`maxBytes must be an integer >= 65536, got ${options.maxBytes}`);
+  if (!Number.isFinite(ttlMs) || ttlMs < 0)
+    throw new RangeError(`ttlMs must be a number >= 0, got ${options.ttlMs}`);
+  if (!Number.isFinite(marginMs) || marginMs < 0)
+    throw new RangeError(`marginMs must be a number >= 0, got ${options.marginMs}`);
 
-  const touch = (id: string, e: Entry) => {
-    e.stamp = ++clock;
-    ids.push(id);
-    used.push(e);
-    stamps.push(e.stamp);
-  };
+  const log = new ReplyLog(maxBytes);
+  const running = new Map<string, Running>();
+  /** Bytes set aside for the replies of the calls running now. */
+  let reserved = 0;
+  /** A moving average of the bytes a reply takes in the log. */
+  let average = 256;
 
-  /** Forgets the least recently used finished calls while there are more than `maxEntries`. */
-  const evict = () => {
-    while (finished > maxEntries && head < ids.length) {
-      const id = ids[head] as string;
-      const e = used[head] as Entry;
-      const stamp = stamps[head];
-      head++;
-      if (e.stamp !== stamp || entries.get(id) !== e) continue; // stale: used again since, or gone
-      entries.delete(id);
-      finished--;
-    }
-    // Keep the queue within a constant factor of the entries it describes.
-    if (ids.length - head > 2 * finished + 1024) compact();
-    else if (head > 1024 && head * 2 > ids.length) {
-      ids = ids.slice(head);
-      used = used.slice(head);
-      stamps = stamps.slice(head);
-      head = 0;
-    }
-  };
+  const owner = (id: string, entry: Running): Claim => ({
+    status: "owner",
+    finish: (reply, keep) => {
+      if (running.get(id) !== entry) return; // finished already
+      running.delete(id);
+      reserved -= entry.reserved;
+      if (keep) {
+        const t = now();
+        const protectUntil = Math.max(entry.deadline, t) + marginMs;
+        const before = log.allocated;
+        log.append(
+          id,
+          entry.fingerprint,
+          reply,
+          protectUntil,
+          Math.max(protectUntil, t + ttlMs),
+          t,
+        );
+        average += (size(id, entry.fingerprint, reply) - average) / 16;
+        if (log.allocated !== before) log.dropExpired(t);
+      }
+      const waiters = entry.waiters;
+      entry.waiters = undefined;
+      if (waiters) for (const w of waiters) w(reply);
+    },
+  });
 
-  /** Drops stale slots (replayed since, or forgotten), keeping the order of the live ones. */
-  const compact = () => {
-    const keep: number[] = [];
-    for (let i = head; i < ids.length; i++) {
-      const e = used[i] as Entry;
-      if (e.stamp === stamps[i] && entries.get(ids[i] as string) === e) keep.push(i);
-    }
-    ids = keep.map((i) => ids[i] as string);
-    used = keep.map((i) => used[i] as Entry);
-    stamps = keep.map((i) => stamps[i] as number);
-    head = 0;
-  };
-
-  const forget = (id: string) => {
-    entries.delete(id);
-    finished--;
-  };
-
-  const owner = (id: string, fingerprint: string): Claim => {
-    const entry = new Entry(fingerprint);
-    entries.set(id, entry);
-    return {
-      status: "owner",
-      finish: (reply, keep) => {
-        if (entry.state !== "running" || entries.get(id) !== entry) return; // finished already
-        entries.delete(id);
-        if (keep) {
-          entry.state = "done";
-          entry.reply = reply;
-          entry.expiresAt = now() + ttlMs;
-          entries.set(id, entry);
-          finished++;
-          touch(id, entry);
-          evict();
-        }
-        entry.state = "done";
-        const waiters = entry.waiters;
-        entry.waiters = undefined;
-        if (waiters) for (const w of waiters) w(reply);
-      },
-    };
-  };
+  const joined = (entry: Running): Claim => ({
+    status: "running",
+    wait: (signal) =>
+      new Promise<StoredReply | undefined>((resolve) => {
+        if (signal.aborted) return resolve(undefined);
+        const done = (reply: StoredReply | undefined) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(reply);
+        };
+        const onAbort = () => {
+          const waiters = entry.waiters;
+          if (waiters) waiters.splice(waiters.indexOf(done), 1);
+          resolve(undefined);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        if (entry.waiters) entry.waiters.push(done);
+        else entry.waiters = [done];
+      }),
+  });
 
   return {
     get size() {
-      return entries.size;
+      return running.size + log.count;
     },
-    get queueLength() {
-      return ids.length - head;
+    get bytes() {
+      return log.allocated;
     },
-    claim(id, fingerprint): Claim {
-      const e = entries.get(id);
-      if (e === undefined) return owner(id, fingerprint);
-      if (e.state === "done" && e.expiresAt <= now()) {
-        forget(id);
-        return owner(id, fingerprint);
+    maxBytes,
+    claim(id, fingerprint, deadline): Claim {
+      const r = running.get(id);
+      if (r !== undefined) return r.fingerprint === fingerprint ? joined(r) : CONFLICT;
+      const t = now();
+      const at = log.find(id, t);
+      if (at !== -1) {
+        return log.fingerprintIs(at, fingerprint)
+          ? { status: "done", reply: log.reply(at) }
+          : CONFLICT;
       }
-      if (e.fingerprint !== fingerprint) return { status: "conflict" };
-      if (e.state === "done") {
-        touch(id, e);
-        evict();
-        return { status: "done", reply: e.reply as StoredReply };
+      // Admission: room for this reply and those of every call running now, or refuse.
+      const need = Math.ceil(average * 2);
+      if (log.allocated + reserved + need > maxBytes && !log.makeRoom(reserved + need, t)) {
+        return { status: "full", retryAfterMs: log.nextEvictable(t) - t };
       }
-      return {
-        status: "running",
-        wait: (signal) =>
-          new Promise<StoredReply | undefined>((resolve) => {
-            if (signal.aborted) return resolve(undefined);
-            const done = (reply: StoredReply | undefined) => {
-              signal.removeEventListener("abort", onAbort);
-              resolve(reply);
-            };
-            const onAbort = () => {
-              const waiters = e.waiters;
-              if (waiters) waiters.splice(waiters.indexOf(done), 1);
-              resolve(undefined);
-            };
-            signal.addEventListener("abort", onAbort, { once: true });
-            if (e.waiters) e.waiters.push(done);
-            else e.waiters = [done];
-          }),
-      };
+      reserved += need;
+      const entry = new Running(fingerprint, deadline ?? t, need);
+      running.set(id, entry);
+      return owner(id, entry);
     },
   };
+}
+
+/** The bytes a reply takes in the log, near enough for the moving average. */
+function size(id: string, fingerprint: string, reply: StoredReply): number {
+  return 48 + 2 * (id.length + fingerprint.length) + reply.data.length + (reply.headers ? 96 : 0);
 }

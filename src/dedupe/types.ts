@@ -26,7 +26,12 @@ export type Claim =
    */
   | { readonly status: "running"; wait(signal: AbortSignal): Promise<StoredReply | undefined> }
   /** The id was used with a different fingerprint (another request body, or another method). */
-  | { readonly status: "conflict" };
+  | { readonly status: "conflict" }
+  /**
+   * The store cannot take one more call without forgetting a reply its caller may still ask for
+   * again: refuse the call (the responder answers `OVERLOADED`). Room is expected in `retryAfterMs`.
+   */
+  | { readonly status: "full"; readonly retryAfterMs: number };
 
 /**
  * Remembers which call ids ran and what they answered. {@link memoryDedupe} protects one process;
@@ -36,8 +41,10 @@ export interface DedupeStore {
   /**
    * Claims `id` for a request identified by `fingerprint` (method and body). Concurrent claims of one
    * id get one `owner`; the rest get `running`, then `done` once the owner finished with `keep`.
+   * `deadline` (epoch ms) is when this call's caller stops waiting: a kept reply must stay replayable
+   * at least until then, since the caller may retry until then.
    * A store that answers from memory may return the claim itself rather than a promise, which saves
    * the responder a promise and a microtask per call.
    */
-  claim(id: string, fingerprint: string): Claim | Promise<Claim>;
+  claim(id: string, fingerprint: string, deadline?: number): Claim | Promise<Claim>;
 }

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client.js";
 import { memoryDedupe } from "../../src/dedupe/memory.js";
@@ -44,43 +45,113 @@ describe("memoryDedupe store", () => {
     expect(await waited).toBeUndefined();
   });
 
-  it("forgets a finished call after ttlMs", async () => {
+  it("keeps a reply until its caller's deadline plus the margin, then for ttlMs, then forgets it", async () => {
     let now = 1_000;
-    const store = memoryDedupe({ ttlMs: 100, now: () => now });
-    const c = await store.claim("id", "f");
+    const store = memoryDedupe({ ttlMs: 100, marginMs: 50, now: () => now });
+    const c = store.claim("id", "f", now + 5_000);
     if (c.status === "owner") await c.finish(reply("r"), true);
-    now += 99;
-    expect((await store.claim("id", "f")).status).toBe("done");
+    now += 5_049; // past the deadline, inside the margin
+    expect(store.claim("id", "f").status).toBe("done");
     now += 2;
-    expect((await store.claim("id", "f")).status).toBe("owner");
+    expect(store.claim("id", "f").status).toBe("owner");
+
+    const d = store.claim("short", "f", now);
+    if (d.status === "owner") await d.finish(reply("r"), true);
+    now += 99; // the caller's deadline passed at once; ttlMs still replays it
+    expect(store.claim("short", "f").status).toBe("done");
+    now += 2;
+    expect(store.claim("short", "f").status).toBe("owner");
   });
 
-  it("stays within maxEntries, evicting the least recently used finished call first", async () => {
-    const store = memoryDedupe({ maxEntries: 10 });
-    for (let i = 0; i < 1_000; i++) {
-      const c = await store.claim(`id-${i}`, "f");
-      if (c.status === "owner") await c.finish(reply(String(i)), true);
-      if (i === 5) await store.claim("id-0", "f"); // touch id-0 so it is recent
-      expect(store.size).toBeLessThanOrEqual(10);
+  it("replays a reply inside its deadline after 200,000 other calls, within its byte budget", async () => {
+    let now = 1_000;
+    const store = memoryDedupe({ maxBytes: 1 << 20, ttlMs: 0, marginMs: 0, now: () => now });
+    const first = store.claim("first", "f", now + 30_000);
+    if (first.status === "owner") await first.finish(reply("first"), true);
+    for (let i = 0; i < 200_000; i++) {
+      now += 0.1; // 10,000 calls a second, each with a 100 ms deadline
+      const c = store.claim(`id-${i}`, "f", now + 100);
+      if (c.status !== "owner") throw new Error(`call ${i}: ${c.status}`);
+      await c.finish(reply(`r${i}`), true);
+      expect(store.bytes).toBeLessThanOrEqual(store.maxBytes);
     }
-    expect((await store.claim("id-999", "f")).status).toBe("done");
-    expect((await store.claim("id-1", "f")).status).toBe("owner");
+    const again = store.claim("first", "f");
+    expect(again.status === "done" && new TextDecoder().decode(again.reply.data)).toBe("first");
+    const recent = store.claim("id-199999", "f");
+    expect(recent.status === "done" && new TextDecoder().decode(recent.reply.data)).toBe("r199999");
   });
 
-  it("keeps its use-order queue bounded when a few calls are replayed many times", async () => {
-    const store = memoryDedupe({ maxEntries: 100 });
-    for (let i = 0; i < 10; i++) {
-      const c = await store.claim(`id-${i}`, "f");
-      if (c.status === "owner") await c.finish(reply(String(i)), true);
+  it("refuses new calls once its budget is full of replies inside their deadlines, and admits again when they pass", async () => {
+    let now = 1_000;
+    const store = memoryDedupe({ maxBytes: 65_536, ttlMs: 0, marginMs: 0, now: () => now });
+    const body = "x".repeat(300);
+    let admitted = 0;
+    let refused: { status: "full"; retryAfterMs: number } | undefined;
+    while (refused === undefined && admitted < 10_000) {
+      const c = store.claim(`id-${admitted}`, "f", now + 60_000);
+      if (c.status === "full") refused = c;
+      else if (c.status === "owner") {
+        await c.finish(reply(body), true);
+        admitted++;
+      }
+      expect(store.bytes).toBeLessThanOrEqual(65_536);
     }
-    for (let n = 0; n < 50_000; n++) await store.claim(`id-${n % 10}`, "f");
-    expect(store.size).toBe(10);
-    expect(store.queueLength).toBeLessThan(2 * 10 + 1024 + 1);
+    expect(refused?.retryAfterMs).toBeGreaterThan(59_000);
+    expect(admitted).toBeGreaterThan(100);
+    // Every admitted call still replays: nothing was forgotten to make room.
+    for (let i = 0; i < admitted; i++) expect(store.claim(`id-${i}`, "f").status).toBe("done");
+    now += 60_001 + 250;
+    expect(store.claim("later", "f", now + 1000).status).toBe("owner");
+  });
+
+  it("never forgets a reply inside its deadline, whatever the order of claims, finishes and time (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            id: fc.integer({ min: 0, max: 80 }),
+            budget: fc.integer({ min: 0, max: 20_000 }),
+            size: fc.integer({ min: 0, max: 2_000 }),
+            keep: fc.boolean(),
+            advance: fc.integer({ min: 0, max: 100 }),
+          }),
+          { minLength: 200, maxLength: 600 },
+        ),
+        async (steps) => {
+          let now = 0;
+          const store = memoryDedupe({ maxBytes: 65_536, ttlMs: 500, marginMs: 0, now: () => now });
+          const kept = new Map<string, { until: number; text: string }>();
+          for (const [n, step] of steps.entries()) {
+            now += step.advance;
+            const id = `id-${step.id}`;
+            const c = store.claim(id, "f", now + step.budget);
+            const known = kept.get(id);
+            if (known !== undefined && known.until >= now) {
+              expect(c.status).toBe("done");
+              if (c.status === "done")
+                expect(new TextDecoder().decode(c.reply.data)).toBe(known.text);
+              continue;
+            }
+            if (c.status !== "owner") continue;
+            const text = `${n}:${"y".repeat(step.size)}`;
+            await c.finish(reply(text), step.keep);
+            if (step.keep) kept.set(id, { until: now + step.budget, text });
+            else kept.delete(id);
+            expect(store.bytes).toBeLessThanOrEqual(65_536 + 2_100);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it("rejects bad options by name", () => {
-    expect(() => memoryDedupe({ ttlMs: 0 })).toThrow(/ttlMs must be a number > 0/);
-    expect(() => memoryDedupe({ maxEntries: 0.5 })).toThrow(/maxEntries must be an integer >= 1/);
+    expect(() => memoryDedupe({ ttlMs: -1 })).toThrow(/ttlMs must be a number >= 0/);
+    expect(() => memoryDedupe({ maxBytes: 1000 })).toThrow(/maxBytes must be an integer >= 65536/);
+    expect(() => memoryDedupe({ marginMs: Number.NaN })).toThrow(/marginMs must be a number >= 0/);
+    expect(() => memoryDedupe({ maxEntries: 10 } as never)).toThrow(
+      /maxEntries was replaced by maxBytes/,
+    );
   });
 });
 

@@ -59,6 +59,7 @@ describe("metrics", () => {
       replayed: 1,
       joined: 0,
       conflict: 0,
+      refused: 0,
     });
     expect(snap.client["nobody.m"]).toMatchObject({
       outcomes: { NO_RESPONDERS: 1 },

@@ -7,7 +7,13 @@ import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
-import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
+import {
+  billing,
+  billingHandlers,
+  deferred,
+  rejection,
+  withoutProgress,
+} from "../fixtures/billing.js";
 
 /** A logger whose lines resolve waiters, so tests can await what the library reports. */
 function watchLogs() {
@@ -109,10 +115,11 @@ describe("retries", () => {
       // Without dedupe, so attempt 2 reaches a handler of its own instead of joining attempt 1.
       { dedupe: false },
     );
-    const out = await client({ retry: { attempts: 2, baseMs: 1, maxMs: 1 } }).echo(
-      { text: "hi" },
-      { timeoutMs: 400 },
-    );
+    // A caller that does not ask for progress messages: its slow attempt 1 is retried.
+    const out = await client({
+      transport: withoutProgress(t),
+      retry: { attempts: 2, baseMs: 1, maxMs: 1 },
+    }).echo({ text: "hi" }, { timeoutMs: 400 });
     expect(out).toEqual({ text: "hi from attempt 1" });
     expect(attempts).toEqual([1, 2]);
   });

@@ -14,7 +14,14 @@ import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
-import { billing, billingHandlers, deferred, gatedEcho, rejection } from "../fixtures/billing.js";
+import {
+  billing,
+  billingHandlers,
+  deferred,
+  gatedEcho,
+  rejection,
+  withoutProgress,
+} from "../fixtures/billing.js";
 
 describe("robustness", () => {
   let t: MemoryTransport;
@@ -118,10 +125,11 @@ describe("robustness", () => {
     );
     // Attempt 1 runs (and stays busy); attempt 2 is refused with OVERLOADED. The call must not give up:
     // attempt 1 finishes within the deadline and its reply completes the call.
-    const call = client({ retry: { attempts: 2, baseMs: 1, maxMs: 1 } }).echo(
-      { text: "slow" },
-      { timeoutMs: 2_000 },
-    );
+    // A caller that does not ask for progress messages, so the slow attempt 1 is retried.
+    const call = client({
+      transport: withoutProgress(t),
+      retry: { attempts: 2, baseMs: 1, maxMs: 1 },
+    }).echo({ text: "slow" }, { timeoutMs: 2_000 });
     await refused.promise;
     gate.resolve();
     await expect(call).resolves.toEqual({ text: "done: slow" });

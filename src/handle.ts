@@ -1,0 +1,131 @@
+/**
+ * What a responder does with one call once it has a slot: decode, validate, and run the handler at
+ * most once per call id (through the dedupe store), producing the answer to send.
+ *
+ * @module
+ */
+import { nanoid } from "nanoid";
+import type { Logger } from "pino";
+import { LazyContext } from "./context.js";
+import type { AnyContract, AnyMethod } from "./contract.js";
+import type { DedupeStore } from "./dedupe/types.js";
+import type { Answer } from "./durable.js";
+import { RpcError } from "./errors.js";
+import { errorReply, execute } from "./execute.js";
+import type { ResponderMiddleware } from "./middleware.js";
+import { type DedupeOutcome, type OnceCall, type OnceEnv, runOnce } from "./once.js";
+import {
+  decodeBody,
+  HEADER_ATTEMPT,
+  HEADER_CALL_ID,
+  HEADER_TIMEOUT,
+  MAX_BUDGET_MS,
+  parseIntHeader,
+} from "./protocol.js";
+import type { QueuedCommand } from "./transport/queue.js";
+import type { TransportMessage } from "./transport/types.js";
+import { describeIssues, validate } from "./validate.js";
+
+/** One call as the responder received it. */
+export interface IncomingCall {
+  readonly name: string;
+  /** The method's definition, or `undefined` for a durable command naming a method not served here. */
+  readonly method: AnyMethod | undefined;
+  readonly msg: TransportMessage;
+  /** Set for a durable command: it is settled on the queue, not just answered. */
+  readonly command?: QueuedCommand | undefined;
+  /** Epoch ms when its time started, for the deadline. */
+  received: number;
+}
+
+/** What the handling of calls needs from its responder. */
+export interface HandleEnv {
+  readonly contract: AnyContract;
+  readonly handlers: Record<string, unknown>;
+  readonly use: readonly ResponderMiddleware[];
+  readonly log: Logger;
+  readonly defaultTimeoutMs: number;
+  /** The dedupe store, or `undefined` when deduplication is off. */
+  readonly dedupe: DedupeStore | undefined;
+  readonly onDuplicate?:
+    | ((info: { service: string; method: string; id: string; outcome: DedupeOutcome }) => void)
+    | undefined;
+}
+
+/** Returns the function that answers one call. It never throws for anything the caller sent. */
+export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Answer> {
+  const { contract, handlers, use, log, defaultTimeoutMs, dedupe } = env;
+  const service = contract.service;
+  const onDuplicate = env.onDuplicate;
+  let lastFullWarning = 0;
+  const once: OnceEnv | undefined = dedupe && {
+    store: dedupe,
+    log,
+    onDuplicate:
+      onDuplicate &&
+      ((call: OnceCall, outcome: DedupeOutcome) =>
+        onDuplicate({ service, method: call.method, id: call.id, outcome })),
+    onFull: (call, retryAfterMs) => {
+      // Said once a second at most: under a flood, every call would say it.
+      const now = Date.now();
+      if (now - lastFullWarning < 1000) return;
+      lastFullWarning = now;
+      log.warn(
+        { subject: call.subject, callId: call.id, retryAfterMs },
+        "dedupe store full of replies whose callers may still retry; refusing new calls with OVERLOADED until room frees up (raise memoryDedupe's maxBytes?)",
+      );
+    },
+  };
+
+  return async (incoming) => {
+    const { name, method, msg, received, command } = incoming;
+    const subject = msg.subject;
+    const sentId = msg.header(HEADER_CALL_ID);
+    const id = sentId || nanoid();
+    const scope = { callId: id, subject };
+    /** A failure before the handler ran: another delivery (or instance) may do better. */
+    const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply, retryable: true });
+    const poison = (err: RpcError): Answer => ({
+      reply: errorReply(err).reply,
+      retryable: false,
+      poison: err,
+    });
+    if (method === undefined) {
+      // A durable command for a method this (older?) responder lacks: another one may serve it.
+      const message = `${subject}: this responder serves ${service} ${contract.version}, which has no method '${name}' (call ${id})`;
+      return fail(new RpcError("UNAVAILABLE", message, scope));
+    }
+    // A stored command's caller budget says nothing about now: each delivery gets the default.
+    const sentBudget = command ? undefined : parseIntHeader(msg.header(HEADER_TIMEOUT));
+    const deadline = received + Math.min(sentBudget ?? defaultTimeoutMs, MAX_BUDGET_MS);
+    if (Date.now() >= deadline) {
+      log.debug(scope, "deadline passed while the call waited; handler not run");
+      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
+      return fail(new RpcError("TIMEOUT", message, scope));
+    }
+    let body: unknown;
+    try {
+      body = decodeBody(msg.data);
+    } catch (err) {
+      const message = `${subject}: the request body is not valid JSON (call ${id})`;
+      const details = { reason: (err as Error).message };
+      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+    }
+    const pending = validate(method.request, body);
+    const checked = pending instanceof Promise ? await pending : pending;
+    if (!checked.ok) {
+      const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
+      const details = { issues: checked.issues };
+      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+    }
+    const attempt = command ? command.delivery : (parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1);
+    const handler = handlers[name] as (request: unknown, ctx: LazyContext) => unknown;
+    const run = () => {
+      const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
+      return execute(handler, checked.value, method, ctx, log, use);
+    };
+    // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
+    if (once === undefined || !sentId) return await run();
+    return await runOnce(once, { id, method: name, data: msg.data, deadline, subject }, run);
+  };
+}

@@ -1,0 +1,99 @@
+/**
+ * Progress messages: a responder that holds a call longer than half of its caller's attempt window
+ * tells the caller, on the call's reply subject, that the call is still in progress here, and again
+ * every half window until it replies. A ricochet caller then extends the attempt instead of retrying
+ * it onto another instance, where it would run a second time. Only callers that ask for them (the
+ * `Ricochet-Progress` request header) get them: a plain NATS request takes the first message on its
+ * reply subject as the reply, so it only ever gets the one reply.
+ *
+ * One timer per responder, ticking only while such calls are held, checks them all: a fast call
+ * costs a set insertion and deletion, never a timer of its own.
+ *
+ * @module
+ */
+import type { Logger } from "pino";
+import { HEADER_PROGRESS, MAX_BUDGET_MS, parseIntHeader } from "./protocol.js";
+import type { Transport } from "./transport/types.js";
+
+/** How often held calls are checked, in ms: the most a progress message is late. */
+export const PROGRESS_TICK_MS = 10;
+/** The shortest interval between progress messages for one call, in ms. */
+export const MIN_PROGRESS_MS = 20;
+
+/** A call held by the responder whose caller asked for progress messages. */
+export interface HeldCall {
+  /** Where the progress messages go: the call's reply subject. */
+  readonly reply: string;
+  /** Epoch ms when the next progress message is due. */
+  due: number;
+  /** Ms between progress messages. */
+  readonly every: number;
+}
+
+/** Tracks the held calls of one responder and sends their progress messages. */
+export class ProgressTracker {
+  readonly #held = new Set<HeldCall>();
+  readonly #headers: Record<string, string>;
+  readonly #empty = new Uint8Array(0);
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly transport: Transport,
+    instanceId: string,
+    private readonly log: Logger,
+  ) {
+    this.#headers = { [HEADER_PROGRESS]: instanceId };
+  }
+
+  /**
+   * Starts tracking a call received at `received` if its caller asked for progress (`header`, the
+   * value of `Ricochet-Progress`: the caller's attempt window in ms) and it can be replied to.
+   * Returns the handle to pass to {@link release}, or `undefined` when there is nothing to track.
+   */
+  hold(
+    reply: string | undefined,
+    header: string | undefined,
+    received: number,
+  ): HeldCall | undefined {
+    if (reply === undefined || header === undefined) return undefined;
+    const window = parseIntHeader(header);
+    if (window === undefined || window === 0) return undefined;
+    const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(window, MAX_BUDGET_MS) / 2));
+    const call: HeldCall = { reply, due: received + every, every };
+    this.#held.add(call);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(tick, PROGRESS_TICK_MS, this);
+      this.#timer.unref();
+    }
+    return call;
+  }
+
+  /** Stops tracking a call: it was answered (or will never be). */
+  release(call: HeldCall | undefined): void {
+    if (call === undefined) return;
+    this.#held.delete(call);
+    if (this.#held.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  /** Sends the progress messages that are due. */
+  tick(): void {
+    const now = Date.now();
+    for (const call of this.#held) {
+      if (call.due > now) continue;
+      call.due = now + call.every;
+      try {
+        this.transport.publish(call.reply, this.#empty, { headers: this.#headers });
+      } catch (err) {
+        // The reply will fail the same way; the caller's retry covers a lost progress message.
+        this.log.warn({ err, reply: call.reply }, "could not send a progress message");
+      }
+    }
+  }
+}
+
+function tick(tracker: ProgressTracker): void {
+  tracker.tick();
+}
