@@ -31,6 +31,12 @@ export const RPC_CODES = {
   ID_REUSED: { status: 409, retryable: false },
   /** The encoded request or reply is larger than the server's max_payload. */
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  /**
+   * The call already ran, but the responder's dedupe store had dropped its reply to stay within its
+   * memory budget (`memoryDedupe`'s `maxBytes`), so it could neither replay it nor, safely, run it
+   * again. The call's effects happened once; its result is gone.
+   */
+  REPLY_DROPPED: { status: 410, retryable: false },
   /** The caller aborted the call (its `signal`), or the client was closed. */
   CANCELLED: { status: 499, retryable: false },
   /** The handler failed in a way the contract does not declare. Details stay in the responder's log. */

@@ -57,7 +57,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
   const { contract, handlers, use, log, defaultTimeoutMs, dedupe } = env;
   const service = contract.service;
   const onDuplicate = env.onDuplicate;
-  let lastFullWarning = 0;
+  let lastPressureWarning = 0;
   const once: OnceEnv | undefined = dedupe && {
     store: dedupe,
     log,
@@ -65,15 +65,23 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
       onDuplicate &&
       ((call: OnceCall, outcome: DedupeOutcome) =>
         onDuplicate({ service, method: call.method, id: call.id, outcome })),
-    onFull: (call, retryAfterMs) => {
+    onPressure: (call, outcome, retryAfterMs) => {
       // Said once a second at most: under a flood, every call would say it.
       const now = Date.now();
-      if (now - lastFullWarning < 1000) return;
-      lastFullWarning = now;
-      log.warn(
-        { subject: call.subject, callId: call.id, retryAfterMs },
-        "dedupe store full of replies whose callers may still retry; refusing new calls with OVERLOADED until room frees up (raise memoryDedupe's maxBytes?)",
-      );
+      if (now - lastPressureWarning < 1000) return;
+      lastPressureWarning = now;
+      const scope = { subject: call.subject, callId: call.id };
+      if (outcome === "refused") {
+        log.warn(
+          { ...scope, retryAfterMs },
+          "dedupe store full of calls whose callers may still retry; refusing new calls with OVERLOADED until their deadlines pass (raise memoryDedupe's maxBytes?)",
+        );
+      } else {
+        log.warn(
+          scope,
+          "a duplicate arrived for a call whose reply the dedupe store dropped to stay within maxBytes; answered REPLY_DROPPED, not run again (raise memoryDedupe's maxBytes?)",
+        );
+      }
     },
   };
 

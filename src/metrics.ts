@@ -101,7 +101,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         latency,
         latencySum: 0,
         retries: 0,
-        dedupe: { replayed: 0, joined: 0, conflict: 0, refused: 0 },
+        dedupe: { replayed: 0, joined: 0, conflict: 0, refused: 0, dropped: 0 },
       };
       state[side].set(key, m);
     }
@@ -193,7 +193,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     });
     new prom.Counter({
       name: "ricochet_dedupe_total",
-      help: "Calls a responder answered without running the handler, by outcome: replayed, joined or conflict (duplicates), refused (dedupe store full).",
+      help: "Calls a responder answered without running the handler, by outcome: replayed, joined or conflict (duplicates), refused (dedupe store full, OVERLOADED), dropped (a duplicate whose stored reply was dropped, REPLY_DROPPED).",
       labelNames: ["side", "service", "method", "outcome"],
       registers: [registry],
       collect() {

@@ -32,16 +32,23 @@ export interface OnceEnv {
   readonly log: Logger;
   /** Told when a call is answered without running its handler: a duplicate, or refused. */
   readonly onDuplicate?: ((call: OnceCall, outcome: DedupeOutcome) => void) | undefined;
-  /** Told when the store is full and the call was refused with `OVERLOADED`. */
-  readonly onFull?: ((call: OnceCall, retryAfterMs: number) => void) | undefined;
+  /**
+   * Told when the store's budget shows: the call was refused with `OVERLOADED` (`refused`, room in
+   * `retryAfterMs`), or a duplicate's reply had been dropped (`dropped`, answered `REPLY_DROPPED`).
+   */
+  readonly onPressure?:
+    | ((call: OnceCall, outcome: "refused" | "dropped", retryAfterMs: number) => void)
+    | undefined;
 }
 
 /**
  * How a call was answered without running its handler: from the stored reply, by joining the running
- * execution, refused for another request with the same id (`conflict`), or refused because the store
- * was full of replies still inside their callers' deadlines (`refused`, answered `OVERLOADED`).
+ * execution, refused for another request with the same id (`conflict`), refused because the store
+ * was full of calls still inside their callers' deadlines (`refused`, answered `OVERLOADED`), or a
+ * duplicate whose reply the store had dropped to stay within its budget (`dropped`, answered
+ * `REPLY_DROPPED`).
  */
-export type DedupeOutcome = "replayed" | "joined" | "conflict" | "refused";
+export type DedupeOutcome = "replayed" | "joined" | "conflict" | "refused" | "dropped";
 
 /**
  * The request's fingerprint: the method and a hash of the body bytes. A ricochet client resends the
@@ -110,10 +117,17 @@ export async function runOnce(
       const message = `${call.subject}: call id ${call.id} was already used for a different request or method; use a new id for a new call`;
       return errorReply(new RpcError("ID_REUSED", message, scope));
     }
+    if (claim.status === "dropped") {
+      // It ran; replaying its reply is no longer possible, and running it again would repeat it.
+      env.onDuplicate?.(call, "dropped");
+      env.onPressure?.(call, "dropped", 0);
+      const message = `${call.subject}: call ${call.id} already ran, but its reply was dropped from the dedupe store to stay within its memory budget; it was not run again (raise memoryDedupe's maxBytes to keep replies)`;
+      return errorReply(new RpcError("REPLY_DROPPED", message, scope));
+    }
     if (claim.status === "full") {
       // Forgetting a reply its caller may still ask for could run the call twice: refuse it instead.
       env.onDuplicate?.(call, "refused");
-      env.onFull?.(call, claim.retryAfterMs);
+      env.onPressure?.(call, "refused", claim.retryAfterMs);
       const message = `${call.subject}: the dedupe store is full of replies whose callers may still retry (call ${call.id} not run); retry in ${claim.retryAfterMs} ms, or raise memoryDedupe's maxBytes`;
       return errorReply(
         new RpcError("OVERLOADED", message, {

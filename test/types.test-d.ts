@@ -98,6 +98,7 @@ describe("contract types", () => {
           | "INVALID_RESPONSE"
           | "ID_REUSED"
           | "PAYLOAD_TOO_LARGE"
+          | "REPLY_DROPPED"
           | "CANCELLED"
           | "INTERNAL"
           | "DEAD_LETTERED",

@@ -62,6 +62,7 @@ class Running {
 }
 
 const CONFLICT: Claim = Object.freeze({ status: "conflict" });
+const DROPPED: Claim = Object.freeze({ status: "dropped" });
 
 /**
  * Creates an in-process dedupe store for one responder (or several in one process). Duplicates that
@@ -156,9 +157,9 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
       const t = now();
       const at = log.find(id, t);
       if (at !== -1) {
-        return log.fingerprintIs(at, fingerprint)
-          ? { status: "done", reply: log.reply(at) }
-          : CONFLICT;
+        if (!log.fingerprintIs(at, fingerprint)) return CONFLICT;
+        const stored = log.reply(at);
+        return stored === undefined ? DROPPED : { status: "done", reply: stored };
       }
       // Admission: room for this reply and those of every call running now, or refuse.
       const need = Math.ceil(average * 2);

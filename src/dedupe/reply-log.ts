@@ -3,10 +3,15 @@
  * a few large buffers ("segments") with a typed-array index, so that holding a million replies costs
  * the garbage collector a handful of objects, not a million.
  *
- * Each reply is protected until its caller's deadline plus a margin: it is never evicted before.
- * Segments are grouped by that protection time (in {@link BUCKET_MS} steps), so a whole segment
- * becomes evictable at once. After it, a reply stays replayable until its expiry (the replay window)
- * unless its space is needed, oldest protection first.
+ * Each reply is protected until its caller's deadline plus a margin: the call is never forgotten
+ * before. Segments are grouped by that protection time (in {@link BUCKET_MS} steps), so a whole
+ * segment becomes evictable at once. After it, a reply stays replayable until its expiry (the replay
+ * window) unless its space is needed, oldest protection first.
+ *
+ * When the budget is full of protected replies, the oldest segments are compacted: each reply in
+ * them is replaced by a "dropped" record that keeps only the call id and fingerprint, so a duplicate
+ * is still recognised (and not run again) though its reply can no longer be replayed. Only when
+ * even those records fill the budget does {@link ReplyLog.makeRoom} fail.
  *
  * @module
  */
@@ -21,9 +26,12 @@ export const BUCKET_MS = 250;
 // size u32 | idHash i32 | protectUntil f64 | expiresAt f64 | idLen u32 | fpLen u32 | hdrLen u32 |
 // dataLen u32 | id (u16 × idLen) | fingerprint (u16 × fpLen) | headers JSON (hdrLen) | data (dataLen)
 const HEADER = 40;
+/** The data length of a dropped reply's record. */
+const DROPPED = 0xffff_ffff;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const utf16 = new TextDecoder("utf-16le");
 
 interface Segment {
   readonly id: number;
@@ -31,15 +39,20 @@ interface Segment {
   readonly u16: Uint16Array;
   readonly view: DataView;
   used: number;
-  /** The protection bucket: no record in it is protected after this time. */
-  readonly bucket: number;
+  /** Holds only dropped replies' records: compacting it would gain nothing. */
+  readonly dropped: boolean;
   /** The latest expiry of a record in it. */
   maxExpires: number;
 }
 
 interface Bucket {
+  /** The end of protection for every record in it. */
   readonly key: number;
   readonly segments: Segment[];
+  /** Where new replies go. */
+  open: Segment | undefined;
+  /** Where records of dropped replies go. */
+  dropped: Segment | undefined;
 }
 
 /** Where a reply is: the segment number and the offset, packed (`seg * 2^32 + off`). */
@@ -56,9 +69,11 @@ export class ReplyLog {
   readonly #segmentBytes: number;
   /** Bytes of all segments. */
   allocated = 0;
+  /** Replies dropped (compacted away) while still protected, since the log was made. */
+  droppedReplies = 0;
 
   constructor(readonly maxBytes: number) {
-    // About 32 segments in the budget, between 4 KiB and 1 MiB each.
+    // About 64 segments in the budget, between 4 KiB and 1 MiB each.
     let size = 4096;
     while (size < 1 << 20 && size * 64 <= maxBytes) size *= 2;
     this.#segmentBytes = size;
@@ -95,14 +110,15 @@ export class ReplyLog {
     return sameString(seg, off + HEADER + 2 * idLen, fp, off + 28);
   }
 
-  /** A copy of the reply at `at`. */
-  reply(at: Location): StoredReply {
+  /** A copy of the reply at `at`, or `undefined` when it was dropped to stay within the budget. */
+  reply(at: Location): StoredReply | undefined {
     const [seg, off] = this.#at(at);
     const v = seg.view;
     const idLen = v.getUint32(off + 24, true);
     const fpLen = v.getUint32(off + 28, true);
     const hdrLen = v.getUint32(off + 32, true);
     const dataLen = v.getUint32(off + 36, true);
+    if (dataLen === DROPPED) return undefined;
     const h = off + HEADER + 2 * (idLen + fpLen);
     const data = seg.u8.slice(h + hdrLen, h + hdrLen + dataLen);
     if (hdrLen === 0) return { data };
@@ -114,8 +130,9 @@ export class ReplyLog {
   }
 
   /**
-   * Stores `reply` for `id`. Always succeeds: a reply inside its caller's deadline must be kept, so
-   * when nothing can be evicted the log goes over `maxBytes` (the caller's admission keeps that rare).
+   * Stores `reply` for `id`. Always succeeds: a call inside its caller's deadline must be remembered,
+   * so when nothing can be evicted or compacted the log goes over `maxBytes` (the caller's admission
+   * keeps that rare). A reply larger than a sixteenth of the budget is stored as dropped.
    */
   append(
     id: string,
@@ -127,15 +144,39 @@ export class ReplyLog {
   ): void {
     const hdr =
       reply.headers === undefined ? undefined : encoder.encode(JSON.stringify(reply.headers));
-    const hdrLen = hdr === undefined ? 0 : hdr.length;
-    const size = align8(HEADER + 2 * (id.length + fp.length) + hdrLen + reply.data.length);
     const key = Math.ceil(protectUntil / BUCKET_MS) * BUCKET_MS;
-    let seg = this.#bucket(key).segments.at(-1);
+    let size = align8(
+      HEADER + 2 * (id.length + fp.length) + (hdr?.length ?? 0) + reply.data.length,
+    );
+    if (size > this.maxBytes / 16) {
+      this.droppedReplies++;
+      size = align8(HEADER + 2 * (id.length + fp.length));
+      this.makeRoom(Math.max(size, this.#segmentBytes >> 2), now);
+      const seg = this.#droppedSegment(this.#bucket(key), size);
+      this.#write(seg, id, fp, undefined, undefined, protectUntil, expiresAt);
+      return;
+    }
+    let seg = this.#bucket(key).open;
     if (seg === undefined || seg.u8.length - seg.used < size)
       seg = this.#newSegment(key, size, now);
+    this.#write(seg, id, fp, hdr, reply.data, protectUntil, expiresAt);
+  }
+
+  /** Writes one record at the end of `seg` and indexes it. `data` undefined: a dropped reply. */
+  #write(
+    seg: Segment,
+    id: string,
+    fp: string,
+    hdr: Uint8Array | undefined,
+    data: Uint8Array | undefined,
+    protectUntil: number,
+    expiresAt: number,
+  ): number {
     const off = seg.used;
     const v = seg.view;
     const hash = hashId(id);
+    const hdrLen = hdr?.length ?? 0;
+    const size = align8(HEADER + 2 * (id.length + fp.length) + hdrLen + (data?.length ?? 0));
     v.setUint32(off, size, true);
     v.setInt32(off + 4, hash, true);
     v.setFloat64(off + 8, protectUntil, true);
@@ -143,7 +184,7 @@ export class ReplyLog {
     v.setUint32(off + 24, id.length, true);
     v.setUint32(off + 28, fp.length, true);
     v.setUint32(off + 32, hdrLen, true);
-    v.setUint32(off + 36, reply.data.length, true);
+    v.setUint32(off + 36, data === undefined ? DROPPED : data.length, true);
     let p = (off + HEADER) >> 1;
     const u16 = seg.u16;
     for (let i = 0; i < id.length; i++) u16[p++] = id.charCodeAt(i);
@@ -153,26 +194,82 @@ export class ReplyLog {
       seg.u8.set(hdr, b);
       b += hdrLen;
     }
-    seg.u8.set(reply.data, b);
+    if (data !== undefined) seg.u8.set(data, b);
     seg.used += size;
     if (expiresAt > seg.maxExpires) seg.maxExpires = expiresAt;
     this.#index.insert(hash, seg.id, off);
+    return off;
   }
 
   /**
-   * Frees segments until `bytes` more fit in the budget: expired ones, then those past their
-   * protection, oldest first. Returns whether they fit.
+   * Frees segments until `bytes` more fit in the budget: expired ones and those past their
+   * protection, oldest first; then compacts the oldest protected ones, dropping their replies but
+   * keeping their calls. Returns whether `bytes` fit.
    */
   makeRoom(bytes: number, now: number): boolean {
     const buckets = this.#buckets;
     while (this.allocated + bytes > this.maxBytes) {
       const head = buckets[0];
-      if (head === undefined || head.key >= now) return false;
-      const seg = head.segments.shift();
-      if (seg !== undefined) this.#free(seg);
-      if (head.segments.length === 0) buckets.shift();
+      if (head !== undefined && head.key < now) {
+        const seg = head.segments[0];
+        if (seg !== undefined) this.#free(head, seg);
+        else buckets.shift();
+      } else if (!this.#compactOldest()) return false;
     }
     return true;
+  }
+
+  /**
+   * Replaces the oldest segment of replies with records of the same calls without their replies.
+   * Returns `false` when no segment would shrink.
+   */
+  #compactOldest(): boolean {
+    for (const bucket of this.#buckets) {
+      for (const seg of bucket.segments) {
+        if (seg.dropped) continue;
+        const index = this.#index;
+        const v = seg.view;
+        // The room the calls still indexed here need without their replies.
+        let needed = 0;
+        for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
+          if (index.find(v.getInt32(off + 4, true), seg.id, off) === -1) continue;
+          needed += align8(
+            HEADER + 2 * (v.getUint32(off + 24, true) + v.getUint32(off + 28, true)),
+          );
+        }
+        if (needed >= seg.u8.length) continue;
+        const target = this.#droppedSegment(bucket, needed);
+        for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
+          // Looked up one at a time: removing and inserting moves other entries of the index.
+          const slot = index.find(v.getInt32(off + 4, true), seg.id, off);
+          if (slot === -1) continue;
+          index.remove(slot);
+          const idLen = v.getUint32(off + 24, true);
+          const fpLen = v.getUint32(off + 28, true);
+          const at = off + HEADER;
+          const id = utf16.decode(seg.u8.subarray(at, at + 2 * idLen));
+          const fp = utf16.decode(seg.u8.subarray(at + 2 * idLen, at + 2 * (idLen + fpLen)));
+          const [protectUntil, expiresAt] = [
+            v.getFloat64(off + 8, true),
+            v.getFloat64(off + 16, true),
+          ];
+          this.#write(target, id, fp, undefined, undefined, protectUntil, expiresAt);
+          if (v.getUint32(off + 36, true) !== DROPPED) this.droppedReplies++;
+        }
+        this.#free(bucket, seg);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** A segment of `bucket` for dropped replies with room for `size` bytes. */
+  #droppedSegment(bucket: Bucket, size: number): Segment {
+    const open = bucket.dropped;
+    if (open !== undefined && open.u8.length - open.used >= size) return open;
+    const seg = this.#allocate(bucket, Math.max(size, this.#segmentBytes >> 2), true);
+    bucket.dropped = seg;
+    return seg;
   }
 
   /** Frees the segments whose replies have all expired. Cheap: looks at the oldest buckets only. */
@@ -181,9 +278,9 @@ export class ReplyLog {
     for (let head = buckets[0]; head !== undefined && head.key < now; head = buckets[0]) {
       const segs = head.segments;
       while (segs.length > 0 && (segs[0] as Segment).maxExpires < now)
-        this.#free(segs.shift() as Segment);
+        this.#free(head, segs[0] as Segment);
       if (segs.length > 0) return;
-      buckets.shift();
+      if (buckets[0] === head) buckets.shift();
     }
   }
 
@@ -205,7 +302,7 @@ export class ReplyLog {
     while (i > 0 && (buckets[i - 1] as Bucket).key > key) i--;
     const found = buckets[i - 1];
     if (found !== undefined && found.key === key) return found;
-    const bucket: Bucket = { key, segments: [] };
+    const bucket: Bucket = { key, segments: [], open: undefined, dropped: undefined };
     buckets.splice(i, 0, bucket);
     return bucket;
   }
@@ -219,6 +316,11 @@ export class ReplyLog {
     }
     // Looked up again: making room may have freed the bucket itself.
     const bucket = this.#bucket(key);
+    bucket.open = this.#allocate(bucket, bytes, false);
+    return bucket.open;
+  }
+
+  #allocate(bucket: Bucket, bytes: number, dropped: boolean): Segment {
     const buffer = new ArrayBuffer(bytes);
     const id = this.#freeIds.pop() ?? this.#segments.length;
     const seg: Segment = {
@@ -227,7 +329,7 @@ export class ReplyLog {
       u16: new Uint16Array(buffer),
       view: new DataView(buffer),
       used: 0,
-      bucket: bucket.key,
+      dropped,
       maxExpires: 0,
     };
     this.#segments[id] = seg;
@@ -236,8 +338,15 @@ export class ReplyLog {
     return seg;
   }
 
-  /** Unindexes every reply in `seg` that is still indexed there, and releases its memory. */
-  #free(seg: Segment): void {
+  /**
+   * Takes `seg` out of `bucket` (and the bucket out of the log once empty), unindexes every record
+   * still indexed there, and releases its memory.
+   */
+  #free(bucket: Bucket, seg: Segment): void {
+    bucket.segments.splice(bucket.segments.indexOf(seg), 1);
+    if (bucket.dropped === seg) bucket.dropped = undefined;
+    if (bucket.open === seg) bucket.open = undefined;
+    if (bucket.segments.length === 0) this.#buckets.splice(this.#buckets.indexOf(bucket), 1);
     const index = this.#index;
     const v = seg.view;
     for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {

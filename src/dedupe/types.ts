@@ -25,6 +25,11 @@ export type Claim =
    * claim may be taken over: claim again).
    */
   | { readonly status: "running"; wait(signal: AbortSignal): Promise<StoredReply | undefined> }
+  /**
+   * A finished execution with this id whose reply the store dropped to stay within its memory
+   * budget: do not run it again; tell the caller its reply is gone (`REPLY_DROPPED`).
+   */
+  | { readonly status: "dropped" }
   /** The id was used with a different fingerprint (another request body, or another method). */
   | { readonly status: "conflict" }
   /**

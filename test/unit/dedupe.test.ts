@@ -81,25 +81,36 @@ describe("memoryDedupe store", () => {
     expect(recent.status === "done" && new TextDecoder().decode(recent.reply.data)).toBe("r199999");
   });
 
-  it("refuses new calls once its budget is full of replies inside their deadlines, and admits again when they pass", async () => {
+  it("drops the replies of calls inside their deadlines before it refuses, never forgetting a call", async () => {
     let now = 1_000;
     const store = memoryDedupe({ maxBytes: 65_536, ttlMs: 0, marginMs: 0, now: () => now });
     const body = "x".repeat(300);
     let admitted = 0;
-    let refused: { status: "full"; retryAfterMs: number } | undefined;
-    while (refused === undefined && admitted < 10_000) {
+    const admit = async () => {
       const c = store.claim(`id-${admitted}`, "f", now + 60_000);
-      if (c.status === "full") refused = c;
-      else if (c.status === "owner") {
+      if (c.status === "owner") {
         await c.finish(reply(body), true);
         admitted++;
       }
+      return c;
+    };
+    // 400 calls of 300 bytes do not fit in 64 KiB: the oldest replies are dropped, the newest kept.
+    while (admitted < 400) expect((await admit()).status).toBe("owner");
+    expect(store.claim("id-0", "f").status).toBe("dropped");
+    const newest = store.claim("id-399", "f");
+    expect(newest.status === "done" && new TextDecoder().decode(newest.reply.data)).toBe(body);
+    let refused: { status: "full"; retryAfterMs: number } | undefined;
+    while (refused === undefined && admitted < 20_000) {
+      const c = await admit();
+      if (c.status === "full") refused = c;
       expect(store.bytes).toBeLessThanOrEqual(65_536);
     }
+    // Then calls until even their records fill the budget: refused, and nothing forgotten.
+    expect(admitted).toBeGreaterThan(500); // 64 KiB holds about 180 such replies
     expect(refused?.retryAfterMs).toBeGreaterThan(59_000);
-    expect(admitted).toBeGreaterThan(100);
-    // Every admitted call still replays: nothing was forgotten to make room.
-    for (let i = 0; i < admitted; i++) expect(store.claim(`id-${i}`, "f").status).toBe("done");
+    const statuses = new Set<string>();
+    for (let i = 0; i < admitted; i++) statuses.add(store.claim(`id-${i}`, "f").status);
+    expect([...statuses]).toEqual(["dropped"]); // every call remembered, every reply given up
     now += 60_001 + 250;
     expect(store.claim("later", "f", now + 1000).status).toBe("owner");
   });
@@ -127,7 +138,8 @@ describe("memoryDedupe store", () => {
             const c = store.claim(id, "f", now + step.budget);
             const known = kept.get(id);
             if (known !== undefined && known.until >= now) {
-              expect(c.status).toBe("done");
+              // Remembered: replayed, or (to stay within the budget) its reply dropped; never run again.
+              expect(["done", "dropped"]).toContain(c.status);
               if (c.status === "done")
                 expect(new TextDecoder().decode(c.reply.data)).toBe(known.text);
               continue;

@@ -60,6 +60,7 @@ describe("metrics", () => {
       joined: 0,
       conflict: 0,
       refused: 0,
+      dropped: 0,
     });
     expect(snap.client["nobody.m"]).toMatchObject({
       outcomes: { NO_RESPONDERS: 1 },
