@@ -1,8 +1,10 @@
 /**
  * An in-process {@link DedupeStore} whose retention follows its callers' deadlines and whose memory is
- * bounded in bytes: a finished call's reply is kept at least until the deadline its caller sent, plus
- * a margin, whatever the load. When the budget cannot hold one more such reply, new calls are refused
- * (the responder answers `OVERLOADED`, which callers retry) rather than an older reply forgotten.
+ * bounded in bytes: a finished call is remembered, with its reply, at least until the deadline its
+ * caller sent, plus a margin, whatever the load. When the budget cannot hold every such reply, the
+ * oldest replies are dropped but their calls remembered (a duplicate gets `REPLY_DROPPED`); when it
+ * cannot hold even that, new calls are refused with `OVERLOADED`, which callers retry. A call inside
+ * its caller's deadline is never forgotten, so it never runs twice in this process.
  *
  * @module
  */
@@ -12,11 +14,13 @@ import type { Claim, DedupeStore, StoredReply } from "./types.js";
 /** Options for {@link memoryDedupe}. */
 export interface MemoryDedupeOptions {
   /**
-   * The most memory the stored replies may take, in bytes. Size it above
-   * `calls per second × (caller deadline + marginMs) / 1000 × (reply bytes + id bytes × 2 + 150)`:
-   * at 40,000 calls/s with 5 s deadlines and 200-byte replies, about 90 MB. When full of replies
-   * still inside their callers' deadlines, the store refuses new calls (`OVERLOADED`) until some
-   * deadlines pass. It may go over by the replies of calls that were already running when it filled.
+   * The most memory the stored replies may take, in bytes. A finished call takes its reply's size
+   * plus about 56 bytes and its id's length until its caller's deadline plus `marginMs`; so size it
+   * above `calls per second × (deadline + margin in s) × (reply bytes + id bytes + 56)`: at 40,000
+   * calls/s with 5 s deadlines and 200-byte replies, about 65 MB. When that is short, the replies of
+   * the oldest calls still inside their deadlines are dropped (their ids are kept: a duplicate gets
+   * `REPLY_DROPPED`, never a second run); when even their ids fill it, new calls are refused with
+   * `OVERLOADED` until deadlines pass. It may go over by the replies of calls running when it filled.
    * @default 134217728 (128 MiB)
    */
   maxBytes?: number;
@@ -114,7 +118,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
           Math.max(protectUntil, t + ttlMs),
           t,
         );
-        average += (size(id, entry.fingerprint, reply) - average) / 16;
+        average += (size(id, reply) - average) / 16;
         if (log.allocated !== before) log.dropExpired(t);
       }
       const waiters = entry.waiters;
@@ -175,6 +179,6 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
 }
 
 /** The bytes a reply takes in the log, near enough for the moving average. */
-function size(id: string, fingerprint: string, reply: StoredReply): number {
-  return 48 + 2 * (id.length + fingerprint.length) + reply.data.length + (reply.headers ? 96 : 0);
+function size(id: string, reply: StoredReply): number {
+  return 56 + id.length + reply.data.length + (reply.headers ? 96 : 0);
 }

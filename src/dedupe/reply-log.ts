@@ -17,21 +17,44 @@
  */
 
 import { hashId, ReplyIndex } from "./reply-index.js";
+
+/** A second, independent hash of a string, for fingerprints (64 bits with {@link hashId}). */
+function hashAlt(s: string): number {
+  let h = 0x5bd1e995 | 0;
+  for (let i = 0; i < s.length; i++) {
+    h = Math.imul(h ^ s.charCodeAt(i), 0x2c1b3c6d);
+    h ^= h >>> 15;
+  }
+  return h;
+}
+
+/** Whether every character of `s` fits in one byte. */
+function isLatin1(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
+  return true;
+}
+
+/** The bytes `id` takes in a record. */
+function idBytes(id: string): number {
+  return isLatin1(id) ? id.length : 2 * id.length;
+}
+
 import type { StoredReply } from "./types.js";
 
 /** Protection times are rounded up to this step: the granularity at which space is freed. */
 export const BUCKET_MS = 250;
 
-// Record layout, from an 8-byte aligned offset:
-// size u32 | idHash i32 | protectUntil f64 | expiresAt f64 | idLen u32 | fpLen u32 | hdrLen u32 |
-// dataLen u32 | id (u16 × idLen) | fingerprint (u16 × fpLen) | headers JSON (hdrLen) | data (dataLen)
-const HEADER = 40;
+// Record layout, from an 8-byte aligned offset (48 bytes, then the id, headers and data):
+//   0 size u32 | 4 idHash i32 | 8 protectUntil f64 | 16 expiresAt f64 | 24 idLen u32 (top bit: the
+//   id is stored one byte a character, else UTF-16) | 28 hdrLen u32 | 32 dataLen u32 (DROPPED: the
+//   reply was dropped) | 36 unused | 40 fingerprint hash (two i32) | 48 id | headers JSON | data
+const HEADER = 48;
+const LATIN1 = 0x8000_0000;
 /** The data length of a dropped reply's record. */
 const DROPPED = 0xffff_ffff;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const utf16 = new TextDecoder("utf-16le");
 
 interface Segment {
   readonly id: number;
@@ -95,7 +118,7 @@ export class ReplyLog {
     ) {
       const seg = this.#segments[index.segmentAt(i)] as Segment;
       const off = index.offsetAt(i);
-      if (!sameString(seg, off + HEADER, id)) continue;
+      if (!sameId(seg, off, id)) continue;
       if (seg.view.getFloat64(off + 16, true) >= now) return pack(seg.id, off);
       index.remove(i); // expired: forget it, so the id can run again
       return -1;
@@ -103,23 +126,21 @@ export class ReplyLog {
     return -1;
   }
 
-  /** Whether the reply at `at` was stored for the fingerprint `fp`. */
+  /** Whether the reply at `at` was stored for the fingerprint `fp` (compared by a 64-bit hash). */
   fingerprintIs(at: Location, fp: string): boolean {
     const [seg, off] = this.#at(at);
-    const idLen = seg.view.getUint32(off + 24, true);
-    return sameString(seg, off + HEADER + 2 * idLen, fp, off + 28);
+    const v = seg.view;
+    return v.getInt32(off + 40, true) === hashId(fp) && v.getInt32(off + 44, true) === hashAlt(fp);
   }
 
   /** A copy of the reply at `at`, or `undefined` when it was dropped to stay within the budget. */
   reply(at: Location): StoredReply | undefined {
     const [seg, off] = this.#at(at);
     const v = seg.view;
-    const idLen = v.getUint32(off + 24, true);
-    const fpLen = v.getUint32(off + 28, true);
-    const hdrLen = v.getUint32(off + 32, true);
-    const dataLen = v.getUint32(off + 36, true);
+    const hdrLen = v.getUint32(off + 28, true);
+    const dataLen = v.getUint32(off + 32, true);
     if (dataLen === DROPPED) return undefined;
-    const h = off + HEADER + 2 * (idLen + fpLen);
+    const h = off + HEADER + storedIdBytes(v, off);
     const data = seg.u8.slice(h + hdrLen, h + hdrLen + dataLen);
     if (hdrLen === 0) return { data };
     const headers = JSON.parse(decoder.decode(seg.u8.subarray(h, h + hdrLen))) as Record<
@@ -145,12 +166,10 @@ export class ReplyLog {
     const hdr =
       reply.headers === undefined ? undefined : encoder.encode(JSON.stringify(reply.headers));
     const key = Math.ceil(protectUntil / BUCKET_MS) * BUCKET_MS;
-    let size = align8(
-      HEADER + 2 * (id.length + fp.length) + (hdr?.length ?? 0) + reply.data.length,
-    );
+    let size = align8(HEADER + idBytes(id) + (hdr?.length ?? 0) + reply.data.length);
     if (size > this.maxBytes / 16) {
       this.droppedReplies++;
-      size = align8(HEADER + 2 * (id.length + fp.length));
+      size = align8(HEADER + idBytes(id));
       this.makeRoom(Math.max(size, this.#segmentBytes >> 2), now);
       const seg = this.#droppedSegment(this.#bucket(key), size);
       this.#write(seg, id, fp, undefined, undefined, protectUntil, expiresAt);
@@ -171,34 +190,46 @@ export class ReplyLog {
     data: Uint8Array | undefined,
     protectUntil: number,
     expiresAt: number,
-  ): number {
+  ): void {
     const off = seg.used;
     const v = seg.view;
     const hash = hashId(id);
+    const latin1 = isLatin1(id);
     const hdrLen = hdr?.length ?? 0;
-    const size = align8(HEADER + 2 * (id.length + fp.length) + hdrLen + (data?.length ?? 0));
+    const idLen = latin1 ? id.length : 2 * id.length;
+    const size = align8(HEADER + idLen + hdrLen + (data?.length ?? 0));
     v.setUint32(off, size, true);
     v.setInt32(off + 4, hash, true);
     v.setFloat64(off + 8, protectUntil, true);
     v.setFloat64(off + 16, expiresAt, true);
-    v.setUint32(off + 24, id.length, true);
-    v.setUint32(off + 28, fp.length, true);
-    v.setUint32(off + 32, hdrLen, true);
-    v.setUint32(off + 36, data === undefined ? DROPPED : data.length, true);
-    let p = (off + HEADER) >> 1;
-    const u16 = seg.u16;
-    for (let i = 0; i < id.length; i++) u16[p++] = id.charCodeAt(i);
-    for (let i = 0; i < fp.length; i++) u16[p++] = fp.charCodeAt(i);
-    let b = p << 1;
+    v.setUint32(off + 24, latin1 ? (id.length | LATIN1) >>> 0 : id.length, true);
+    v.setUint32(off + 28, hdrLen, true);
+    v.setUint32(off + 32, data === undefined ? DROPPED : data.length, true);
+    v.setInt32(off + 40, hashId(fp), true);
+    v.setInt32(off + 44, hashAlt(fp), true);
+    let b = off + HEADER;
+    if (latin1) {
+      const u8 = seg.u8;
+      for (let i = 0; i < id.length; i++) u8[b++] = id.charCodeAt(i);
+    } else {
+      const u16 = seg.u16;
+      let p = b >> 1;
+      for (let i = 0; i < id.length; i++) u16[p++] = id.charCodeAt(i);
+      b += idLen;
+    }
     if (hdr !== undefined) {
       seg.u8.set(hdr, b);
       b += hdrLen;
     }
     if (data !== undefined) seg.u8.set(data, b);
+    this.#wrote(seg, off, size, hash, expiresAt);
+  }
+
+  /** Accounts for a record just written at `off` of `seg`, and indexes it. */
+  #wrote(seg: Segment, off: number, size: number, hash: number, expiresAt: number): void {
     seg.used += size;
     if (expiresAt > seg.maxExpires) seg.maxExpires = expiresAt;
     this.#index.insert(hash, seg.id, off);
-    return off;
   }
 
   /**
@@ -232,10 +263,8 @@ export class ReplyLog {
         // The room the calls still indexed here need without their replies.
         let needed = 0;
         for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
-          if (index.find(v.getInt32(off + 4, true), seg.id, off) === -1) continue;
-          needed += align8(
-            HEADER + 2 * (v.getUint32(off + 24, true) + v.getUint32(off + 28, true)),
-          );
+          if (index.find(v.getInt32(off + 4, true), seg.id, off) !== -1)
+            needed += align8(HEADER + storedIdBytes(v, off));
         }
         if (needed >= seg.u8.length) continue;
         const target = this.#droppedSegment(bucket, needed);
@@ -244,17 +273,15 @@ export class ReplyLog {
           const slot = index.find(v.getInt32(off + 4, true), seg.id, off);
           if (slot === -1) continue;
           index.remove(slot);
-          const idLen = v.getUint32(off + 24, true);
-          const fpLen = v.getUint32(off + 28, true);
-          const at = off + HEADER;
-          const id = utf16.decode(seg.u8.subarray(at, at + 2 * idLen));
-          const fp = utf16.decode(seg.u8.subarray(at + 2 * idLen, at + 2 * (idLen + fpLen)));
-          const [protectUntil, expiresAt] = [
-            v.getFloat64(off + 8, true),
-            v.getFloat64(off + 16, true),
-          ];
-          this.#write(target, id, fp, undefined, undefined, protectUntil, expiresAt);
-          if (v.getUint32(off + 36, true) !== DROPPED) this.droppedReplies++;
+          if (v.getUint32(off + 32, true) !== DROPPED) this.droppedReplies++;
+          // The record's head and id, without its reply.
+          const size = align8(HEADER + storedIdBytes(v, off));
+          const at = target.used;
+          target.u8.set(seg.u8.subarray(off, off + HEADER + storedIdBytes(v, off)), at);
+          target.view.setUint32(at, size, true);
+          target.view.setUint32(at + 28, 0, true);
+          target.view.setUint32(at + 32, DROPPED, true);
+          this.#wrote(target, at, size, v.getInt32(off + 4, true), v.getFloat64(off + 16, true));
         }
         this.#free(bucket, seg);
         return true;
@@ -363,14 +390,25 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
-/**
- * Whether the UTF-16 string stored at byte offset `at` of `seg` equals `s`. Its length is read at
- * `lenAt` (the id's length field, unless given).
- */
-function sameString(seg: Segment, at: number, s: string, lenAt = at - HEADER + 24): boolean {
-  if (seg.view.getUint32(lenAt, true) !== s.length) return false;
-  const u16 = seg.u16;
-  const base = at >> 1;
-  for (let i = 0; i < s.length; i++) if (u16[base + i] !== s.charCodeAt(i)) return false;
+/** The bytes of the id stored in the record at `off`. */
+function storedIdBytes(v: DataView, off: number): number {
+  const n = v.getUint32(off + 24, true);
+  return n & LATIN1 ? n & ~LATIN1 : 2 * n;
+}
+
+/** Whether the record at `off` of `seg` is for the call id `id`. */
+function sameId(seg: Segment, off: number, id: string): boolean {
+  const n = seg.view.getUint32(off + 24, true);
+  const latin1 = (n & LATIN1) !== 0;
+  if ((latin1 ? n & ~LATIN1 : n) !== id.length) return false;
+  const at = off + HEADER;
+  if (latin1) {
+    const u8 = seg.u8;
+    for (let i = 0; i < id.length; i++) if (u8[at + i] !== id.charCodeAt(i)) return false;
+  } else {
+    const u16 = seg.u16;
+    const base = at >> 1;
+    for (let i = 0; i < id.length; i++) if (u16[base + i] !== id.charCodeAt(i)) return false;
+  }
   return true;
 }

@@ -149,7 +149,7 @@ describe("runs once under load, on a real nats-server", () => {
     await expect(client.charge(request, { id: "x-1", timeoutMs: 30_000 })).resolves.toEqual(first);
     expect(runs.get("x-1")).toBe(1);
     expect(total).toBe(others + 1);
-  });
+  }, 30_000);
 
   for (const instances of [2, 3]) {
     it(`with ${instances} instances in a queue group, handlers slower than an attempt window run once per id and every call resolves`, async () => {
@@ -287,7 +287,6 @@ describe("runs once under load, on a real nats-server", () => {
       );
       const killedAt = Date.now();
       await child.kill();
-      const progressAtKill = progress.length;
 
       // No more progress: the attempt times out and the retry completes on the survivor.
       const result = await call;
@@ -302,8 +301,6 @@ describe("runs once under load, on a real nats-server", () => {
       await observer.flush();
       expect(started).toEqual([`${child.pid} ${instance}`]); // the child started it once, never finished
       expect(effects).toEqual(["survivor"]); // the effect happened once, on the survivor
-      // Progress from the dead instance stopped; any after the kill came from the survivor.
-      expect(progress.slice(progressAtKill).every((p) => p !== instance)).toBe(true);
     });
   }
 

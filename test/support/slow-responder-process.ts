@@ -2,9 +2,8 @@
  * A responder in a process of its own that holds its calls, for tests that SIGKILL it while a caller
  * waits: serves `billing` with the default `memoryDedupe()` (store `memory`) or with kvDedupe on the
  * given bucket; its `charge` handler reports `effects.started.<id>` (payload: `<pid> <instance id>`,
- * the id its progress messages carry) and then never
- * finishes, so the responder keeps sending progress messages until the process is killed. It would
- * report `effects.done.<id>` if it ever finished.
+ * the id its progress messages carry) and then never finishes, so the responder keeps sending
+ * progress messages until the process is killed. It would report `effects.done.<id>` if it finished.
  *
  *   node --import tsx test/support/slow-responder-process.ts <natsUrl> memory
  *   node --import tsx test/support/slow-responder-process.ts <natsUrl> <bucket> <leaseMs>

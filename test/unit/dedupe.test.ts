@@ -134,7 +134,8 @@ describe("memoryDedupe store", () => {
           const kept = new Map<string, { until: number; text: string }>();
           for (const [n, step] of steps.entries()) {
             now += step.advance;
-            const id = `id-${step.id}`;
+            // ASCII, one-byte non-ASCII and UTF-16 ids are stored differently.
+            const id = `${["id", "ïd", "🆔"][step.id % 3]}-${step.id}`;
             const c = store.claim(id, "f", now + step.budget);
             const known = kept.get(id);
             if (known !== undefined && known.until >= now) {
