@@ -100,6 +100,9 @@ type Summary = {
   throughput: Record<string, { callsPerSec: number; cpuUsPerCall: number }>;
   bytesPerInflight?: number;
   soakGrowth?: number;
+  soakCallsPerSec?: number;
+  heapMiB?: number;
+  arrayBuffersMiB?: number;
 };
 
 function summarise(runs: WorkerResult[]): Summary {
@@ -125,6 +128,9 @@ function summarise(runs: WorkerResult[]): Summary {
   if (mem.length) {
     s.bytesPerInflight = median(mem.map((m) => m.bytesPerInflight));
     s.soakGrowth = median(mem.map((m) => m.soakGrowth));
+    s.soakCallsPerSec = median(mem.map((m) => m.soakCallsPerSec));
+    s.heapMiB = median(mem.map((m) => m.heapMiB));
+    s.arrayBuffersMiB = median(mem.map((m) => m.arrayBuffersMiB));
   }
   return s;
 }
@@ -181,6 +187,8 @@ async function main() {
     "CPU µs/call (64, 200 B)",
     "heap B per call in flight (10k)",
     "heap growth after soak",
+    "soak calls/s",
+    "heap + buffers MiB after soak",
   ];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
   for (const impl of impls) {
@@ -196,6 +204,8 @@ async function main() {
       `${s.throughput["64@200"]?.cpuUsPerCall ?? "–"}${ratio(s.throughput["64@200"]?.cpuUsPerCall, ceiling?.throughput["64@200"]?.cpuUsPerCall)}`,
       `${s.bytesPerInflight ?? "–"}${ratio(s.bytesPerInflight, ceiling?.bytesPerInflight)}`,
       s.soakGrowth === undefined ? "–" : `${(s.soakGrowth * 100).toFixed(1)}%`,
+      `${s.soakCallsPerSec ?? "–"}`,
+      s.heapMiB === undefined ? "–" : `${s.heapMiB} + ${s.arrayBuffersMiB}`,
     ];
     lines.push(`| ${cells.join(" | ")} |`);
   }
@@ -228,6 +238,18 @@ async function main() {
       "ricochet default (memoryDedupe) at 64 in flight",
       share(r) === undefined ? undefined : (share(r) as number) >= 0.7,
       `${share(r)?.toFixed(2)}× the ceiling (target ≥ 0.7×)`,
+    ),
+    check(
+      "memoryDedupe costs little: ricochet default vs dedupe: false at 64 in flight",
+      share(r) === undefined || share(rn) === undefined
+        ? undefined
+        : (share(r) as number) / (share(rn) as number) >= 0.9,
+      `${share(r) && share(rn) ? ((share(r) as number) / (share(rn) as number)).toFixed(2) : "?"}× (target ≥ 0.9×)`,
+    ),
+    check(
+      "ricochet default: memory after a 100k-call soak within the store's 128 MiB budget",
+      r?.heapMiB === undefined ? undefined : r.heapMiB + (r.arrayBuffersMiB ?? 0) <= 128,
+      `${r?.heapMiB} MiB heap + ${r?.arrayBuffersMiB} MiB buffers at ${r?.soakCallsPerSec} calls/s`,
     ),
     check(
       "ricochet sequential p50",

@@ -31,7 +31,16 @@ export interface WorkerResult {
     callsPerSec: number;
     cpuUsPerCall: number;
   }>;
-  memory?: { bytesPerInflight: number; soakGrowth: number; soakCalls: number };
+  memory?: {
+    bytesPerInflight: number;
+    soakGrowth: number;
+    soakCalls: number;
+    /** Calls per second during the soak. */
+    soakCallsPerSec: number;
+    /** Right after the soak, after GC: the JS heap, and the ArrayBuffers outside it, in MiB. */
+    heapMiB: number;
+    arrayBuffersMiB: number;
+  };
 }
 
 const factories: Record<string, () => Promise<ImplFactory>> = {
@@ -125,13 +134,20 @@ async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {
   const worker = async () => {
     while (left-- > 0) await impl.call(req);
   };
+  const soak0 = performance.now();
   await Promise.all(Array.from({ length: m.soakInflight }, worker));
+  const soakMs = performance.now() - soak0;
   gc();
-  const after = process.memoryUsage().heapUsed;
+  const usage = process.memoryUsage();
+  const after = usage.heapUsed;
+  const mib = (n: number) => Number((n / 2 ** 20).toFixed(1));
   return {
     bytesPerInflight: Math.round((held - base) / m.inflight),
     soakGrowth: Number(((after - before) / before).toFixed(3)),
     soakCalls: m.soakCalls,
+    soakCallsPerSec: Math.round(m.soakCalls / (soakMs / 1000)),
+    heapMiB: mib(usage.heapUsed),
+    arrayBuffersMiB: mib(usage.arrayBuffers),
   };
 }
 

@@ -77,7 +77,9 @@ function factory(choice: DedupeChoice): ImplFactory {
     await responder.start();
     const rpc = createClient(contract, {
       transport: natsTransport(client),
-      timeoutMs: 60_000,
+      // Core calls on the default deadline (5 s), which memoryDedupe's retention follows; durable
+      // calls may wait behind a long stream.
+      ...(queue === undefined ? {} : { timeoutMs: 60_000 }),
       ...(queue === undefined
         ? {}
         : { durable: { queue: jetstreamQueue(jetstream(client)), methods: ["charge"] as const } }),

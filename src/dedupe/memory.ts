@@ -25,11 +25,13 @@ export interface MemoryDedupeOptions {
    */
   maxBytes?: number;
   /**
-   * How long a finished call's reply stays replayable, in milliseconds from when it finished, beyond
-   * its caller's deadline: a call made again with the same id after its deadline (for example after
-   * a durable call's `TIMEOUT`) is answered from the store within this window. Best effort: replies
-   * past their deadline are the first to go when the budget needs room.
-   * @default 120000
+   * An optional replay window beyond the caller's deadline, in milliseconds from when the call
+   * finished: a call made again with the same id after its deadline (a user-level idempotency key
+   * reused minutes later, say) is answered from the store within this window. Best effort: replies
+   * past their deadline are the first to go when the budget needs room, and under steady load the
+   * store then fills to `maxBytes`. `0` keeps each reply only for its caller's deadline plus
+   * `marginMs`, so memory follows load.
+   * @default 0
    */
   ttlMs?: number;
   /**
@@ -83,7 +85,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     );
   }
   const maxBytes = options.maxBytes ?? 128 * 2 ** 20;
-  const ttlMs = options.ttlMs ?? 120_000;
+  const ttlMs = options.ttlMs ?? 0;
   const marginMs = options.marginMs ?? 1000;
   const now = options.now ?? Date.now;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 65536)

@@ -370,7 +370,7 @@ describe("runs once under load, on a real nats-server", () => {
     });
   });
 
-  it("the store stays under its byte budget under a flood of distinct ids, and past the budget refuses with OVERLOADED without running the handler", async () => {
+  it("the store stays under its byte budget under a flood of distinct ids: it drops the oldest replies, then refuses with OVERLOADED, never running a call twice", async () => {
     const store = memoryDedupe({ maxBytes: 65_536 });
     const metrics = createMetrics();
     const logs = captureLogs();
@@ -441,7 +441,8 @@ describe("runs once under load, on a real nats-server", () => {
     expect(warnings.length).toBeGreaterThanOrEqual(1);
     expect(warnings.length).toBeLessThanOrEqual(Math.ceil(elapsed / 1000) + 1);
 
-    // Every admitted id still replays its reply: the full store forgot none of them.
+    // Every admitted id is still remembered: it replays its reply, or (the oldest, whose replies were
+    // dropped to make room before the store refused anything) answers REPLY_DROPPED. None runs again.
     const again = await sendAll(
       raw,
       "billing.charge",
@@ -451,9 +452,16 @@ describe("runs once under load, on a real nats-server", () => {
       })),
       { window: batch, timeoutMs: 5_000 },
     );
-    expect(again.map((r) => r.data)).toEqual(admitted.map((s) => s.reply.data));
+    const dropped = again.filter((r) => r.code === "REPLY_DROPPED");
+    for (const r of dropped) expect(r.headers["Nats-Service-Error-Code"]).toBe("410");
+    again.forEach((r, i) => {
+      if (r.code !== "REPLY_DROPPED") expect(r.data).toBe(admitted[i]?.reply.data);
+    });
+    expect(dropped.length).toBeGreaterThan(0);
     expect(runs).toBe(admitted.length);
-    expect(metrics.snapshot().responder["billing.charge"]?.dedupe.replayed).toBe(admitted.length);
+    const dedupe = metrics.snapshot().responder["billing.charge"]?.dedupe;
+    expect((dedupe?.replayed ?? 0) + (dedupe?.dropped ?? 0)).toBe(admitted.length);
+    expect(dedupe?.dropped).toBe(dropped.length);
 
     // A ricochet client that does not retry sees the refusal as a typed OVERLOADED.
     const client = createClient(billing, {
