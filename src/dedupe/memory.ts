@@ -56,15 +56,25 @@ export interface MemoryDedupeStore extends DedupeStore {
   readonly maxBytes: number;
 }
 
-/** A call running now, with the duplicates waiting for it. */
+/**
+ * A call running now, with the duplicates waiting for it. It is also the owner's claim: one object a
+ * call, no closures.
+ */
 class Running {
+  readonly status = "owner";
   waiters: Array<(reply: StoredReply | undefined) => void> | undefined;
   constructor(
+    readonly id: string,
     readonly fingerprint: string,
     readonly deadline: number,
     /** Bytes set aside for its reply at admission. */
     readonly reserved: number,
+    private readonly onFinish: (entry: Running, reply: StoredReply, keep: boolean) => void,
   ) {}
+
+  finish(reply: StoredReply, keep: boolean): void {
+    this.onFinish(this, reply, keep);
+  }
 }
 
 const CONFLICT: Claim = Object.freeze({ status: "conflict" });
@@ -102,32 +112,23 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
   /** A moving average of the bytes a reply takes in the log. */
   let average = 256;
 
-  const owner = (id: string, entry: Running): Claim => ({
-    status: "owner",
-    finish: (reply, keep) => {
-      if (running.get(id) !== entry) return; // finished already
-      running.delete(id);
-      reserved -= entry.reserved;
-      if (keep) {
-        const t = now();
-        const protectUntil = Math.max(entry.deadline, t) + marginMs;
-        const before = log.allocated;
-        log.append(
-          id,
-          entry.fingerprint,
-          reply,
-          protectUntil,
-          Math.max(protectUntil, t + ttlMs),
-          t,
-        );
-        average += (size(id, reply) - average) / 16;
-        if (log.allocated !== before) log.dropExpired(t);
-      }
-      const waiters = entry.waiters;
-      entry.waiters = undefined;
-      if (waiters) for (const w of waiters) w(reply);
-    },
-  });
+  const finish = (entry: Running, reply: StoredReply, keep: boolean) => {
+    const id = entry.id;
+    if (running.get(id) !== entry) return; // finished already
+    running.delete(id);
+    reserved -= entry.reserved;
+    if (keep) {
+      const t = now();
+      const protectUntil = Math.max(entry.deadline, t) + marginMs;
+      const before = log.allocated;
+      log.append(id, entry.fingerprint, reply, protectUntil, Math.max(protectUntil, t + ttlMs), t);
+      average += (size(id, reply) - average) / 16;
+      if (log.allocated !== before) log.dropExpired(t);
+    }
+    const waiters = entry.waiters;
+    entry.waiters = undefined;
+    if (waiters) for (const w of waiters) w(reply);
+  };
 
   const joined = (entry: Running): Claim => ({
     status: "running",
@@ -154,7 +155,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
       return running.size + log.count;
     },
     get bytes() {
-      return log.allocated;
+      return log.bytes;
     },
     maxBytes,
     claim(id, fingerprint, deadline): Claim {
@@ -173,9 +174,9 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
         return { status: "full", retryAfterMs: log.nextEvictable(t) - t };
       }
       reserved += need;
-      const entry = new Running(fingerprint, deadline ?? t, need);
+      const entry = new Running(id, fingerprint, deadline ?? t, need, finish);
       running.set(id, entry);
-      return owner(id, entry);
+      return entry;
     },
   };
 }

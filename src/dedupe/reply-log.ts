@@ -50,6 +50,8 @@ export const BUCKET_MS = 250;
 //   reply was dropped) | 36 unused | 40 fingerprint hash (two i32) | 48 id | headers JSON | data
 const HEADER = 48;
 const LATIN1 = 0x8000_0000;
+/** Spare segment buffers kept for reuse, at most. */
+const MAX_SPARE = 16;
 /** The data length of a dropped reply's record. */
 const DROPPED = 0xffff_ffff;
 
@@ -92,6 +94,11 @@ export class ReplyLog {
   readonly #segmentBytes: number;
   /** Bytes of all segments. */
   allocated = 0;
+  /**
+   * Buffers of freed segments, kept for reuse: allocating memory outside the heap at the rate
+   * replies come would have V8 run full collections to account for it.
+   */
+  readonly #spare: ArrayBuffer[] = [];
   /** Replies dropped (compacted away) while still protected, since the log was made. */
   droppedReplies = 0;
 
@@ -347,8 +354,18 @@ export class ReplyLog {
     return bucket.open;
   }
 
+  /** Memory held: the segments, and spare buffers for new ones. */
+  get bytes(): number {
+    return this.allocated + this.#spare.length * this.#segmentBytes;
+  }
+
   #allocate(bucket: Bucket, bytes: number, dropped: boolean): Segment {
-    const buffer = new ArrayBuffer(bytes);
+    let buffer = bytes === this.#segmentBytes ? this.#spare.pop() : undefined;
+    if (buffer === undefined) {
+      // Stay within the budget counting the spares: give up what the new buffer displaces.
+      while (this.#spare.length > 0 && this.bytes + bytes > this.maxBytes) this.#spare.pop();
+      buffer = new ArrayBuffer(bytes);
+    }
     const id = this.#freeIds.pop() ?? this.#segments.length;
     const seg: Segment = {
       id,
@@ -383,6 +400,11 @@ export class ReplyLog {
     this.#segments[seg.id] = undefined;
     this.#freeIds.push(seg.id);
     this.allocated -= seg.u8.length;
+    const keep = this.bytes + seg.u8.length <= this.maxBytes && this.#spare.length < MAX_SPARE;
+    if (keep && seg.u8.length === this.#segmentBytes) {
+      seg.u8.fill(0, 0, seg.used);
+      this.#spare.push(seg.u8.buffer as ArrayBuffer);
+    }
   }
 }
 
