@@ -127,7 +127,7 @@ export const CLIENT_INTERNALS = Symbol.for("ricochet.client.internals");
 /**
  * Creates a typed client for `contract`. Every call resolves to the method's response or rejects with
  * {@link RpcError}: `TIMEOUT`, `NO_RESPONDERS`, `INVALID_REQUEST`, `INVALID_RESPONSE`, `CANCELLED`,
- * `INTERNAL`, `OVERLOADED`, `UNAVAILABLE`, `ID_REUSED`, `PAYLOAD_TOO_LARGE`, `DEAD_LETTERED` (durable calls), or a contract error code.
+ * `INTERNAL`, `OVERLOADED`, `UNAVAILABLE`, `ID_REUSED`, `PAYLOAD_TOO_LARGE`, `REPLY_DROPPED`, `DEAD_LETTERED` (durable calls), or a contract error code.
  *
  * @throws TypeError or RangeError for a bad option, naming it.
  * @example

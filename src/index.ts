@@ -46,6 +46,7 @@ export {
   HEADER_CALL_ID,
   HEADER_ERROR,
   HEADER_ERROR_CODE,
+  HEADER_PROGRESS,
   HEADER_TIMEOUT,
 } from "./protocol.js";
 export type { Handler, Handlers, Responder, ResponderOptions } from "./responder.js";

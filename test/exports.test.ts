@@ -9,6 +9,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "HEADER_CALL_ID",
       "HEADER_ERROR",
       "HEADER_ERROR_CODE",
+      "HEADER_PROGRESS",
       "HEADER_REPLY",
       "HEADER_TIMEOUT",
       "PayloadTooLargeError",
