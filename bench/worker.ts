@@ -160,11 +160,13 @@ async function main() {
   const result: WorkerResult = {};
   try {
     if (plan.latency) result.latency = await latency(impl, plan.latency);
+    // Memory first: what a soak leaves behind is then the soak's own, not the large payloads' of the
+    // throughput runs (a dedupe store keeps each reply until its caller's deadline).
+    if (plan.memory) result.memory = await memory(impl, plan.memory);
     if (plan.throughput) {
       result.throughput = [];
       for (const t of plan.throughput) result.throughput.push(await throughput(impl, t));
     }
-    if (plan.memory) result.memory = await memory(impl, plan.memory);
   } finally {
     await impl.close();
   }

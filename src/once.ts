@@ -71,7 +71,6 @@ export async function runOnce(
   run: () => Promise<Execution>,
 ): Promise<Outcome> {
   const { store, log } = env;
-  const scope = { callId: call.id, subject: call.subject };
   const print = fingerprint(call.method, call.data);
   for (;;) {
     let claim: Awaited<ReturnType<DedupeStore["claim"]>>;
@@ -80,7 +79,10 @@ export async function runOnce(
       claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
       // A store that is down must not stop the service: run without deduplication, and say so.
-      log.error({ ...scope, err }, "dedupe store failed; running the call without deduplication");
+      log.error(
+        { ...scopeOf(call), err },
+        "dedupe store failed; running the call without deduplication",
+      );
       return await run();
     }
     if (claim.status === "owner") {
@@ -90,7 +92,11 @@ export async function runOnce(
       } catch (err) {
         // Never leave the claim running: duplicates would wait on it until their deadlines, forever.
         const failed = errorReply(
-          new RpcError("INTERNAL", `${call.subject}: internal error (call ${call.id})`, scope),
+          new RpcError(
+            "INTERNAL",
+            `${call.subject}: internal error (call ${call.id})`,
+            scopeOf(call),
+          ),
         );
         await Promise.resolve(claim.finish(failed.reply, false)).catch(() => undefined);
         throw err;
@@ -101,28 +107,28 @@ export async function runOnce(
       } catch (err) {
         // The handler ran; its caller gets the reply even if the store could not record it.
         log.error(
-          { ...scope, err },
+          { ...scopeOf(call), err },
           "dedupe store failed to record a finished call; a duplicate may run again",
         );
       }
       return outcome;
     }
     if (claim.status === "done") {
-      log.debug(scope, "duplicate call; replaying the stored reply");
+      log.debug(scopeOf(call), "duplicate call; replaying the stored reply");
       env.onDuplicate?.(call, "replayed");
       return { reply: claim.reply, retryable: false };
     }
     if (claim.status === "conflict") {
       env.onDuplicate?.(call, "conflict");
       const message = `${call.subject}: call id ${call.id} was already used for a different request or method; use a new id for a new call`;
-      return errorReply(new RpcError("ID_REUSED", message, scope));
+      return errorReply(new RpcError("ID_REUSED", message, scopeOf(call)));
     }
     if (claim.status === "dropped") {
       // It ran; replaying its reply is no longer possible, and running it again would repeat it.
       env.onDuplicate?.(call, "dropped");
       env.onPressure?.(call, "dropped", 0);
       const message = `${call.subject}: call ${call.id} already ran, but its reply was dropped from the dedupe store to stay within its memory budget; it was not run again (raise memoryDedupe's maxBytes to keep replies)`;
-      return errorReply(new RpcError("REPLY_DROPPED", message, scope));
+      return errorReply(new RpcError("REPLY_DROPPED", message, scopeOf(call)));
     }
     if (claim.status === "full") {
       // Forgetting a reply its caller may still ask for could run the call twice: refuse it instead.
@@ -131,14 +137,14 @@ export async function runOnce(
       const message = `${call.subject}: the dedupe store is full of replies whose callers may still retry (call ${call.id} not run); retry in ${claim.retryAfterMs} ms, or raise memoryDedupe's maxBytes`;
       return errorReply(
         new RpcError("OVERLOADED", message, {
-          ...scope,
+          ...scopeOf(call),
           details: { retryAfterMs: claim.retryAfterMs },
         }),
         false,
         true,
       );
     }
-    log.debug(scope, "duplicate of a call in flight; waiting for its reply");
+    log.debug(scopeOf(call), "duplicate of a call in flight; waiting for its reply");
     const left = call.deadline - Date.now();
     const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
     if (reply) {
@@ -148,8 +154,13 @@ export async function runOnce(
     }
     if (Date.now() >= call.deadline) {
       const message = `${call.subject}: the first execution of call ${call.id} did not finish before the deadline`;
-      return errorReply(new RpcError("TIMEOUT", message, scope), false, true);
+      return errorReply(new RpcError("TIMEOUT", message, scopeOf(call)), false, true);
     }
     // The running owner went away without a reply: claim again, perhaps as the new owner.
   }
+}
+
+/** The log and error fields of a call; made only off the common path. */
+function scopeOf(call: OnceCall): { callId: string; subject: string } {
+  return { callId: call.id, subject: call.subject };
 }

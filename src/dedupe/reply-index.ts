@@ -1,11 +1,14 @@
 /**
- * An open-addressing hash table from a call id's hash to where its reply is stored, held in three
- * typed arrays: the garbage collector sees three objects, however many replies are indexed.
+ * An open-addressing hash table from a call id's hash to where its reply is stored, held in one typed
+ * array: the garbage collector sees one object however many replies are indexed, and a lookup reads
+ * one cache line per slot.
  *
  * @module
  */
 
 const EMPTY = -1;
+/** Int32s a slot: the hash, the segment number (EMPTY when free), the offset, and one unused. */
+const STRIDE = 4;
 
 /** FNV-1a over the UTF-16 code units of `s`, as a signed 32-bit integer. */
 export function hashId(s: string): number {
@@ -19,18 +22,20 @@ export function hashId(s: string): number {
  * the caller checks the id stored at a location and asks for the next candidate when it differs.
  */
 export class ReplyIndex {
-  #hash: Int32Array;
-  #seg: Int32Array;
-  #off: Int32Array;
+  #slots: Int32Array;
   #mask: number;
   /** Entries held. */
   count = 0;
 
   constructor(capacity = 1024) {
-    this.#hash = new Int32Array(capacity);
-    this.#seg = new Int32Array(capacity).fill(EMPTY);
-    this.#off = new Int32Array(capacity);
+    this.#slots = ReplyIndex.#empty(capacity);
     this.#mask = capacity - 1;
+  }
+
+  static #empty(capacity: number): Int32Array {
+    const slots = new Int32Array(capacity * STRIDE);
+    for (let i = 1; i < slots.length; i += STRIDE) slots[i] = EMPTY;
+    return slots;
   }
 
   /** The first slot to look at for `hash`; pass it to {@link next} to walk the candidates. */
@@ -42,10 +47,12 @@ export class ReplyIndex {
    * The first slot at or after `slot` whose hash is `hash`, or -1 once an empty slot ends the run.
    */
   next(slot: number, hash: number): number {
+    const slots = this.#slots;
     const mask = this.#mask;
     for (let i = slot; ; i = (i + 1) & mask) {
-      if (this.#seg[i] === EMPTY) return -1;
-      if (this.#hash[i] === hash) return i;
+      const at = i * STRIDE;
+      if (slots[at + 1] === EMPTY) return -1;
+      if (slots[at] === hash) return i;
     }
   }
 
@@ -55,63 +62,66 @@ export class ReplyIndex {
   }
 
   segmentAt(slot: number): number {
-    return this.#seg[slot] as number;
+    return this.#slots[slot * STRIDE + 1] as number;
   }
 
   offsetAt(slot: number): number {
-    return this.#off[slot] as number;
+    return this.#slots[slot * STRIDE + 2] as number;
   }
 
   /** Adds a location for `hash`. Callers remove the id's previous location first. */
   insert(hash: number, seg: number, off: number): void {
-    if ((this.count + 1) * 2 > this.#seg.length) this.#grow();
+    if ((this.count + 1) * 2 > this.#mask + 1) this.#grow();
+    const slots = this.#slots;
     const mask = this.#mask;
     let i = hash & mask;
-    while (this.#seg[i] !== EMPTY) i = (i + 1) & mask;
-    this.#hash[i] = hash;
-    this.#seg[i] = seg;
-    this.#off[i] = off;
+    while (slots[i * STRIDE + 1] !== EMPTY) i = (i + 1) & mask;
+    const at = i * STRIDE;
+    slots[at] = hash;
+    slots[at + 1] = seg;
+    slots[at + 2] = off;
     this.count++;
   }
 
   /** The slot holding exactly this location for `hash`, or -1. */
   find(hash: number, seg: number, off: number): number {
+    const slots = this.#slots;
     for (let i = this.next(this.start(hash), hash); i !== -1; i = this.next(this.after(i), hash)) {
-      if (this.#seg[i] === seg && this.#off[i] === off) return i;
+      if (slots[i * STRIDE + 1] === seg && slots[i * STRIDE + 2] === off) return i;
     }
     return -1;
   }
 
   /** Empties `slot`, shifting later entries of its run back so that lookups need no tombstones. */
   remove(slot: number): void {
+    const slots = this.#slots;
     const mask = this.#mask;
     let hole = slot;
-    for (let j = (slot + 1) & mask; this.#seg[j] !== EMPTY; j = (j + 1) & mask) {
-      const home = (this.#hash[j] as number) & mask;
+    for (let j = (slot + 1) & mask; slots[j * STRIDE + 1] !== EMPTY; j = (j + 1) & mask) {
+      const home = (slots[j * STRIDE] as number) & mask;
       // Move j into the hole unless its home lies cyclically in (hole, j].
       const stays = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (stays) continue;
-      this.#hash[hole] = this.#hash[j] as number;
-      this.#seg[hole] = this.#seg[j] as number;
-      this.#off[hole] = this.#off[j] as number;
+      const to = hole * STRIDE;
+      const from = j * STRIDE;
+      slots[to] = slots[from] as number;
+      slots[to + 1] = slots[from + 1] as number;
+      slots[to + 2] = slots[from + 2] as number;
       hole = j;
     }
-    this.#seg[hole] = EMPTY;
+    slots[hole * STRIDE + 1] = EMPTY;
     this.count--;
   }
 
   #grow(): void {
-    const hash = this.#hash;
-    const seg = this.#seg;
-    const off = this.#off;
-    const capacity = seg.length * 2;
-    this.#hash = new Int32Array(capacity);
-    this.#seg = new Int32Array(capacity).fill(EMPTY);
-    this.#off = new Int32Array(capacity);
+    const old = this.#slots;
+    const capacity = (this.#mask + 1) * 2;
+    this.#slots = ReplyIndex.#empty(capacity);
     this.#mask = capacity - 1;
     this.count = 0;
-    for (let i = 0; i < seg.length; i++) {
-      if (seg[i] !== EMPTY) this.insert(hash[i] as number, seg[i] as number, off[i] as number);
+    for (let at = 0; at < old.length; at += STRIDE) {
+      if (old[at + 1] !== EMPTY)
+        this.insert(old[at] as number, old[at + 1] as number, old[at + 2] as number);
     }
   }
 }
