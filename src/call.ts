@@ -165,13 +165,17 @@ export class Call {
    * instance, where it would run again. One that arrives during a backoff cancels the retry.
    */
   #onProgress(msg: TransportMessage): void {
-    if (this.settled || this.#phase === "lingering") return;
+    // Only a core request's attempt has a window to extend (a durable call waits for its store).
+    if (this.settled || this.#phase === "lingering" || this.#durable !== undefined) return;
+    if (this.#window === 0) return;
     const { callId, subject } = this.spec.scope;
     if (this.env.log.isLevelEnabled("debug")) {
       const instance = msg.header(HEADER_PROGRESS);
       this.env.log.debug({ callId, subject, instance }, "call in progress; extending the attempt");
     }
     clearTimeout(this.#timer);
+    // A retry this cancels was for a refusal that no longer stands: the holder is alive.
+    if (this.#phase === "backoff") this.#refusal = undefined;
     this.#phase = "attempt";
     const left = this.spec.deadline - Date.now();
     this.#timer = setTimeout(onTimer, Math.max(0, Math.min(this.#window, left)), this);

@@ -57,7 +57,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
   const { contract, handlers, use, log, defaultTimeoutMs, dedupe } = env;
   const service = contract.service;
   const onDuplicate = env.onDuplicate;
-  let lastPressureWarning = 0;
+  const lastWarning = { refused: 0, dropped: 0 };
   const once: OnceEnv | undefined = dedupe && {
     store: dedupe,
     log,
@@ -68,8 +68,8 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     onPressure: (call, outcome, retryAfterMs) => {
       // Said once a second at most: under a flood, every call would say it.
       const now = Date.now();
-      if (now - lastPressureWarning < 1000) return;
-      lastPressureWarning = now;
+      if (now - lastWarning[outcome] < 1000) return;
+      lastWarning[outcome] = now;
       const scope = { subject: call.subject, callId: call.id };
       if (outcome === "refused") {
         log.warn(

@@ -127,14 +127,14 @@ export async function runOnce(
       // It ran; replaying its reply is no longer possible, and running it again would repeat it.
       env.onDuplicate?.(call, "dropped");
       env.onPressure?.(call, "dropped", 0);
-      const message = `${call.subject}: call ${call.id} already ran, but its reply was dropped from the dedupe store to stay within its memory budget; it was not run again (raise memoryDedupe's maxBytes to keep replies)`;
+      const message = `${call.subject}: call ${call.id} already ran, but its reply was dropped from the dedupe store to stay within its memory budget; it was not run again, and its effects happened once (the responder's dedupe budget is too small for its load)`;
       return errorReply(new RpcError("REPLY_DROPPED", message, scopeOf(call)));
     }
     if (claim.status === "full") {
       // Forgetting a reply its caller may still ask for could run the call twice: refuse it instead.
       env.onDuplicate?.(call, "refused");
       env.onPressure?.(call, "refused", claim.retryAfterMs);
-      const message = `${call.subject}: the dedupe store is full of replies whose callers may still retry (call ${call.id} not run); retry in ${claim.retryAfterMs} ms, or raise memoryDedupe's maxBytes`;
+      const message = `${call.subject}: the dedupe store is full of replies whose callers may still retry (call ${call.id} not run); retry in ${claim.retryAfterMs} ms (the responder's dedupe budget is too small for its load)`;
       return errorReply(
         new RpcError("OVERLOADED", message, {
           ...scopeOf(call),

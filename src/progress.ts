@@ -28,6 +28,8 @@ export interface HeldCall {
   due: number;
   /** Ms between progress messages. */
   readonly every: number;
+  /** Epoch ms: the call's deadline, after which its caller has stopped waiting. */
+  readonly deadline: number;
 }
 
 /** Tracks the held calls of one responder and sends their progress messages. */
@@ -36,6 +38,7 @@ export class ProgressTracker {
   readonly #headers: Record<string, string>;
   readonly #empty = new Uint8Array(0);
   #timer: NodeJS.Timeout | undefined;
+  #lastWarning = 0;
 
   constructor(
     private readonly transport: Transport,
@@ -47,19 +50,22 @@ export class ProgressTracker {
 
   /**
    * Starts tracking a call received at `received` if its caller asked for progress (`header`, the
-   * value of `Ricochet-Progress`: the caller's attempt window in ms) and it can be replied to.
-   * Returns the handle to pass to {@link release}, or `undefined` when there is nothing to track.
+   * value of `Ricochet-Progress`: the caller's attempt window in ms) and it can be replied to, until
+   * its deadline (`received + budgetMs()`). Returns the handle to pass to {@link release}, or
+   * `undefined` when there is nothing to track.
    */
   hold(
     reply: string | undefined,
     header: string | undefined,
     received: number,
+    budgetMs: () => number,
   ): HeldCall | undefined {
     if (reply === undefined || header === undefined) return undefined;
     const window = parseIntHeader(header);
     if (window === undefined || window === 0) return undefined;
     const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(window, MAX_BUDGET_MS) / 2));
-    const call: HeldCall = { reply, due: received + every, every };
+    const deadline = received + Math.min(budgetMs(), MAX_BUDGET_MS);
+    const call: HeldCall = { reply, due: received + every, every, deadline };
     this.#held.add(call);
     if (this.#timer === undefined) {
       this.#timer = setInterval(tick, PROGRESS_TICK_MS, this);
@@ -83,12 +89,20 @@ export class ProgressTracker {
     const now = Date.now();
     for (const call of this.#held) {
       if (call.due > now) continue;
+      if (now >= call.deadline) {
+        // Its caller has stopped waiting: a handler still running past it proves nothing to anyone.
+        this.release(call);
+        continue;
+      }
       call.due = now + call.every;
       try {
         this.transport.publish(call.reply, this.#empty, { headers: this.#headers });
       } catch (err) {
         // The reply will fail the same way; the caller's retry covers a lost progress message.
-        this.log.warn({ err, reply: call.reply }, "could not send a progress message");
+        if (now - this.#lastWarning >= 1000) {
+          this.#lastWarning = now;
+          this.log.warn({ err, reply: call.reply }, "could not send a progress message");
+        }
       }
     }
   }

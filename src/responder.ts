@@ -20,7 +20,14 @@ import { callHandler, type IncomingCall } from "./handle.js";
 import type { ResponderMiddleware } from "./middleware.js";
 import type { DedupeOutcome } from "./once.js";
 import { type HeldCall, ProgressTracker } from "./progress.js";
-import { HEADER_ERROR, HEADER_ERROR_CODE, HEADER_PROGRESS, methodSubject } from "./protocol.js";
+import {
+  HEADER_ERROR,
+  HEADER_ERROR_CODE,
+  HEADER_PROGRESS,
+  HEADER_TIMEOUT,
+  methodSubject,
+  parseIntHeader,
+} from "./protocol.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
@@ -216,7 +223,9 @@ export function createResponder<C extends AnyContract>(
   const onMessage = (name: string, method: AnyMethod | undefined, msg: TransportMessage) => {
     const received = Date.now();
     // Held from receipt: a caller that retried a queued call elsewhere would have it run twice.
-    const held = progress.hold(msg.reply, msg.header(HEADER_PROGRESS), received);
+    const held = progress.hold(msg.reply, msg.header(HEADER_PROGRESS), received, () => {
+      return parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs;
+    });
     const job: Job = { name, method, msg, received, t0: performance.now(), held };
     if (admission.offer(job)) return;
     log.warn(

@@ -40,6 +40,13 @@ export interface MemoryDedupeOptions {
    * @default 1000
    */
   marginMs?: number;
+  /**
+   * The longest a caller's deadline is honoured, in milliseconds: a call whose caller sent a longer
+   * one (up to 24.8 days fit in `Ricochet-Timeout`) is protected only this long, so that a few such
+   * calls cannot hold the budget for days. Callers whose retries span longer need `kvDedupe`.
+   * @default 600000 (10 minutes)
+   */
+  maxRetentionMs?: number;
   /** @internal The clock, for tests. @default Date.now */
   now?: () => number;
 }
@@ -66,7 +73,8 @@ class Running {
   constructor(
     readonly id: string,
     readonly fingerprint: string,
-    readonly deadline: number,
+    /** The latest deadline of its callers (the owner's, or a later one's that joined it). */
+    public deadline: number,
     /** Bytes set aside for its reply at admission. */
     readonly reserved: number,
     private readonly onFinish: (entry: Running, reply: StoredReply, keep: boolean) => void,
@@ -97,6 +105,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
   const maxBytes = options.maxBytes ?? 128 * 2 ** 20;
   const ttlMs = options.ttlMs ?? 0;
   const marginMs = options.marginMs ?? 1000;
+  const maxRetentionMs = options.maxRetentionMs ?? 600_000;
   const now = options.now ?? Date.now;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 65536)
     throw new RangeError(`maxBytes must be an integer >= 65536, got ${options.maxBytes}`);
@@ -104,6 +113,8 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     throw new RangeError(`ttlMs must be a number >= 0, got ${options.ttlMs}`);
   if (!Number.isFinite(marginMs) || marginMs < 0)
     throw new RangeError(`marginMs must be a number >= 0, got ${options.marginMs}`);
+  if (!Number.isFinite(maxRetentionMs) || maxRetentionMs < 0)
+    throw new RangeError(`maxRetentionMs must be a number >= 0, got ${options.maxRetentionMs}`);
 
   const log = new ReplyLog(maxBytes);
   const running = new Map<string, Running>();
@@ -112,6 +123,10 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
   /** A moving average of the bytes a reply takes in the log. */
   let average = 256;
 
+  /** Until when a call whose callers' latest deadline is `deadline` is protected, as of `t`. */
+  const protection = (deadline: number, t: number) =>
+    Math.min(Math.max(deadline, t), t + maxRetentionMs) + marginMs;
+
   const finish = (entry: Running, reply: StoredReply, keep: boolean) => {
     const id = entry.id;
     if (running.get(id) !== entry) return; // finished already
@@ -119,11 +134,9 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     reserved -= entry.reserved;
     if (keep) {
       const t = now();
-      const protectUntil = Math.max(entry.deadline, t) + marginMs;
-      const before = log.allocated;
+      const protectUntil = protection(entry.deadline, t);
       log.append(id, entry.fingerprint, reply, protectUntil, Math.max(protectUntil, t + ttlMs), t);
       average += (size(id, reply) - average) / 16;
-      if (log.allocated !== before) log.dropExpired(t);
     }
     const waiters = entry.waiters;
     entry.waiters = undefined;
@@ -160,21 +173,36 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     maxBytes,
     claim(id, fingerprint, deadline): Claim {
       const r = running.get(id);
-      if (r !== undefined) return r.fingerprint === fingerprint ? joined(r) : CONFLICT;
+      if (r !== undefined) {
+        if (r.fingerprint !== fingerprint) return CONFLICT;
+        // Kept for the latest deadline of everyone waiting for it, not just the first caller's.
+        if (deadline !== undefined && deadline > r.deadline) r.deadline = deadline;
+        return joined(r);
+      }
       const t = now();
+      log.dropExpired(t);
       const at = log.find(id, t);
       if (at !== -1) {
         if (!log.fingerprintIs(at, fingerprint)) return CONFLICT;
+        // Read first: renewing moves the record, and may free the memory it was in.
         const stored = log.reply(at);
+        if (deadline !== undefined) {
+          // A caller with a later deadline than the first: it may retry until then.
+          const protectUntil = protection(deadline, t);
+          if (protectUntil > log.protectedUntil(at))
+            log.renew(at, id, fingerprint, protectUntil, Math.max(protectUntil, t + ttlMs), t);
+        }
         return stored === undefined ? DROPPED : { status: "done", reply: stored };
       }
       // Admission: room for this reply and those of every call running now, or refuse.
-      const need = Math.ceil(average * 2);
-      if (log.allocated + reserved + need > maxBytes && !log.makeRoom(reserved + need, t)) {
+      // (The index grows in steps: count the next one for every call that will finish.)
+      const need = Math.ceil(average * 2) + log.indexGrowth(running.size + 1);
+      if (log.used + reserved + need > maxBytes && !log.makeRoom(reserved + need, t)) {
         return { status: "full", retryAfterMs: log.nextEvictable(t) - t };
       }
-      reserved += need;
-      const entry = new Running(id, fingerprint, deadline ?? t, need, finish);
+      const share = Math.ceil(average * 2);
+      reserved += share;
+      const entry = new Running(id, fingerprint, deadline ?? t, share, finish);
       running.set(id, entry);
       return entry;
     },

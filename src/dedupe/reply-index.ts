@@ -27,7 +27,7 @@ export class ReplyIndex {
   /** Entries held. */
   count = 0;
 
-  constructor(capacity = 1024) {
+  constructor(capacity = 64) {
     this.#slots = ReplyIndex.#empty(capacity);
     this.#mask = capacity - 1;
   }
@@ -36,6 +36,18 @@ export class ReplyIndex {
     const slots = new Int32Array(capacity * STRIDE);
     for (let i = 1; i < slots.length; i += STRIDE) slots[i] = EMPTY;
     return slots;
+  }
+
+  /** The memory the index takes, in bytes. */
+  get bytes(): number {
+    return this.#slots.byteLength;
+  }
+
+  /** The bytes the index would grow by to hold `more` entries beyond those it holds. */
+  growthFor(more: number): number {
+    let capacity = this.#mask + 1;
+    while ((this.count + more) * 2 > capacity) capacity *= 2;
+    return (capacity - (this.#mask + 1)) * STRIDE * 4;
   }
 
   /** The first slot to look at for `hash`; pass it to {@link next} to walk the candidates. */
@@ -111,11 +123,17 @@ export class ReplyIndex {
     }
     slots[hole * STRIDE + 1] = EMPTY;
     this.count--;
+    // Give memory back once the load falls far below what the table was grown for.
+    if (this.count * 8 < this.#mask + 1 && this.#mask + 1 > 1024)
+      this.#resize((this.#mask + 1) / 2);
   }
 
   #grow(): void {
+    this.#resize((this.#mask + 1) * 2);
+  }
+
+  #resize(capacity: number): void {
     const old = this.#slots;
-    const capacity = (this.#mask + 1) * 2;
     this.#slots = ReplyIndex.#empty(capacity);
     this.#mask = capacity - 1;
     this.count = 0;

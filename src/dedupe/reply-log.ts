@@ -4,9 +4,12 @@
  * the garbage collector a handful of objects, not a million.
  *
  * Each reply is protected until its caller's deadline plus a margin: the call is never forgotten
- * before. Segments are grouped by that protection time (in {@link BUCKET_MS} steps), so a whole
- * segment becomes evictable at once. After it, a reply stays replayable until its expiry (the replay
- * window) unless its space is needed, oldest protection first.
+ * before. Segments are grouped in buckets by that protection time, so a whole segment becomes
+ * evictable at once. A bucket spans {@link BUCKET_MS} for protection times in the next few seconds and
+ * more for later ones (an eighth of the distance, in powers of two), so that however spread the
+ * deadlines, only a few dozen buckets are open; a bucket's first segment is small and each next one
+ * twice the size, so a sparse bucket holds little memory. After its protection, a reply stays
+ * replayable until its expiry unless its space is needed, oldest protection first.
  *
  * When the budget is full of protected replies, the oldest segments are compacted: each reply in
  * them is replaced by a "dropped" record that keeps only the call id and fingerprint, so a duplicate
@@ -15,34 +18,13 @@
  *
  * @module
  */
-
 import { hashId, ReplyIndex } from "./reply-index.js";
-
-/** A second, independent hash of a string, for fingerprints (64 bits with {@link hashId}). */
-function hashAlt(s: string): number {
-  let h = 0x5bd1e995 | 0;
-  for (let i = 0; i < s.length; i++) {
-    h = Math.imul(h ^ s.charCodeAt(i), 0x2c1b3c6d);
-    h ^= h >>> 15;
-  }
-  return h;
-}
-
-/** Whether every character of `s` fits in one byte. */
-function isLatin1(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
-  return true;
-}
-
-/** The bytes `id` takes in a record. */
-function idBytes(id: string): number {
-  return isLatin1(id) ? id.length : 2 * id.length;
-}
-
 import type { StoredReply } from "./types.js";
 
-/** Protection times are rounded up to this step: the granularity at which space is freed. */
+/** The finest bucket span, in ms: the granularity at which space is freed. */
 export const BUCKET_MS = 250;
+/** The smallest segment, in bytes: a bucket's first. */
+const MIN_SEGMENT = 4096;
 
 // Record layout, from an 8-byte aligned offset (48 bytes, then the id, headers and data):
 //   0 size u32 | 4 idHash i32 | 8 protectUntil f64 | 16 expiresAt f64 | 24 idLen u32 (top bit: the
@@ -50,8 +32,6 @@ export const BUCKET_MS = 250;
 //   reply was dropped) | 36 unused | 40 fingerprint hash (two i32) | 48 id | headers JSON | data
 const HEADER = 48;
 const LATIN1 = 0x8000_0000;
-/** Spare segment buffers kept for reuse, at most. */
-const MAX_SPARE = 16;
 /** The data length of a dropped reply's record. */
 const DROPPED = 0xffff_ffff;
 
@@ -82,36 +62,55 @@ interface Bucket {
 
 /** Where a reply is: the segment number and the offset, packed (`seg * 2^32 + off`). */
 export type Location = number;
-const pack = (seg: number, off: number): Location => seg * 0x1_0000_0000 + off;
+const SEG = 0x1_0000_0000;
 
-/** The replies of finished calls, in at most `maxBytes` of segments (see the module comment). */
+/** The replies of finished calls, in at most `maxBytes` of memory (see the module comment). */
 export class ReplyLog {
   readonly #index = new ReplyIndex();
   readonly #segments: Array<Segment | undefined> = [];
   readonly #freeIds: number[] = [];
   /** Buckets by ascending key. */
   readonly #buckets: Bucket[] = [];
+  /** The largest segment. */
   readonly #segmentBytes: number;
-  /** Bytes of all segments. */
-  allocated = 0;
   /**
-   * Buffers of freed segments, kept for reuse: allocating memory outside the heap at the rate
+   * Buffers of freed segments by size, for reuse: allocating memory outside the heap at the rate
    * replies come would have V8 run full collections to account for it.
    */
-  readonly #spare: ArrayBuffer[] = [];
+  readonly #spare = new Map<number, ArrayBuffer[]>();
+  #spareBytes = 0;
+  readonly #maxSpareBytes: number;
+  /** Bytes of all segments. */
+  allocated = 0;
   /** Replies dropped (compacted away) while still protected, since the log was made. */
   droppedReplies = 0;
 
   constructor(readonly maxBytes: number) {
     // About 64 segments in the budget, between 4 KiB and 1 MiB each.
-    let size = 4096;
+    let size = MIN_SEGMENT;
     while (size < 1 << 20 && size * 64 <= maxBytes) size *= 2;
     this.#segmentBytes = size;
+    this.#maxSpareBytes = Math.min(16 * 2 ** 20, maxBytes / 8);
   }
 
-  /** Replies indexed now (some may have expired and not yet been dropped). */
+  /** Calls indexed now (some may have expired and not yet been dropped). */
   get count(): number {
     return this.#index.count;
+  }
+
+  /** Memory counted against the budget: the segments and the index. */
+  get used(): number {
+    return this.allocated + this.#index.bytes;
+  }
+
+  /** Memory held: {@link used}, and spare buffers for new segments. */
+  get bytes(): number {
+    return this.used + this.#spareBytes;
+  }
+
+  /** The bytes the index would grow by to hold `more` calls beyond those it holds. */
+  indexGrowth(more: number): number {
+    return this.#index.growthFor(more);
   }
 
   /** The reply stored for `id` and not expired at `now`, or -1. */
@@ -126,7 +125,7 @@ export class ReplyLog {
       const seg = this.#segments[index.segmentAt(i)] as Segment;
       const off = index.offsetAt(i);
       if (!sameId(seg, off, id)) continue;
-      if (seg.view.getFloat64(off + 16, true) >= now) return pack(seg.id, off);
+      if (seg.view.getFloat64(off + 16, true) >= now) return seg.id * SEG + off;
       index.remove(i); // expired: forget it, so the id can run again
       return -1;
     }
@@ -157,6 +156,35 @@ export class ReplyLog {
     return { data, headers };
   }
 
+  /** When the record at `at` stops being protected. */
+  protectedUntil(at: Location): number {
+    const [seg, off] = this.#at(at);
+    return seg.view.getFloat64(off + 8, true);
+  }
+
+  /**
+   * Protects the call at `at` (for `id` and `fp`) until `protectUntil` at least, and keeps it until
+   * `expiresAt` at least: another caller of the same id has a later deadline. Copies its record to
+   * the bucket of the new protection time; `at` is no longer valid after.
+   */
+  renew(
+    at: Location,
+    id: string,
+    fp: string,
+    protectUntil: number,
+    expiresAt: number,
+    now: number,
+  ): void {
+    const [seg, off] = this.#at(at);
+    const v = seg.view;
+    const expires = Math.max(expiresAt, v.getFloat64(off + 16, true));
+    const reply = this.reply(at);
+    const slot = this.#index.find(v.getInt32(off + 4, true), seg.id, off);
+    if (slot !== -1) this.#index.remove(slot);
+    if (reply === undefined) this.#appendDropped(id, fp, protectUntil, expires, now);
+    else this.append(id, fp, reply, protectUntil, expires, now);
+  }
+
   /**
    * Stores `reply` for `id`. Always succeeds: a call inside its caller's deadline must be remembered,
    * so when nothing can be evicted or compacted the log goes over `maxBytes` (the caller's admission
@@ -172,20 +200,27 @@ export class ReplyLog {
   ): void {
     const hdr =
       reply.headers === undefined ? undefined : encoder.encode(JSON.stringify(reply.headers));
-    const key = Math.ceil(protectUntil / BUCKET_MS) * BUCKET_MS;
-    let size = align8(HEADER + idBytes(id) + (hdr?.length ?? 0) + reply.data.length);
+    const size = align8(HEADER + idBytes(id) + (hdr?.length ?? 0) + reply.data.length);
     if (size > this.maxBytes / 16) {
       this.droppedReplies++;
-      size = align8(HEADER + idBytes(id));
-      this.makeRoom(Math.max(size, this.#segmentBytes >> 2), now);
-      const seg = this.#droppedSegment(this.#bucket(key), size);
-      this.#write(seg, id, fp, undefined, undefined, protectUntil, expiresAt);
+      this.#appendDropped(id, fp, protectUntil, expiresAt, now);
       return;
     }
+    const key = bucketKey(protectUntil, now);
     let seg = this.#bucket(key).open;
     if (seg === undefined || seg.u8.length - seg.used < size)
       seg = this.#newSegment(key, size, now);
     this.#write(seg, id, fp, hdr, reply.data, protectUntil, expiresAt);
+  }
+
+  #appendDropped(id: string, fp: string, protectUntil: number, expiresAt: number, now: number) {
+    const size = align8(HEADER + idBytes(id));
+    const key = bucketKey(protectUntil, now);
+    const open = this.#bucket(key).dropped;
+    if (open === undefined || open.u8.length - open.used < size) this.makeRoom(size, now);
+    // Looked up again: making room may have freed the bucket.
+    const seg = this.#droppedSegment(this.#bucket(key), size, this.maxBytes - this.used);
+    this.#write(seg, id, fp, undefined, undefined, protectUntil, expiresAt);
   }
 
   /** Writes one record at the end of `seg` and indexes it. `data` undefined: a dropped reply. */
@@ -237,16 +272,19 @@ export class ReplyLog {
     seg.used += size;
     if (expiresAt > seg.maxExpires) seg.maxExpires = expiresAt;
     this.#index.insert(hash, seg.id, off);
+    // The index may have grown into memory that spare buffers held.
+    if (this.#spareBytes > 0 && this.bytes > this.maxBytes) this.#trimSpare(0);
   }
 
   /**
-   * Frees segments until `bytes` more fit in the budget: expired ones and those past their
+   * Frees memory until `bytes` more fit in the budget: spare buffers, then segments past their
    * protection, oldest first; then compacts the oldest protected ones, dropping their replies but
    * keeping their calls. Returns whether `bytes` fit.
    */
   makeRoom(bytes: number, now: number): boolean {
     const buckets = this.#buckets;
-    while (this.allocated + bytes > this.maxBytes) {
+    this.#trimSpare(bytes);
+    while (this.used + bytes > this.maxBytes) {
       const head = buckets[0];
       if (head !== undefined && head.key < now) {
         const seg = head.segments[0];
@@ -273,8 +311,10 @@ export class ReplyLog {
           if (index.find(v.getInt32(off + 4, true), seg.id, off) !== -1)
             needed += align8(HEADER + storedIdBytes(v, off));
         }
+        // Worth it only if the records take less than the segment gives back. (The first compaction
+        // of a bucket may make a segment for them as large as the one it frees; later ones fill it.)
         if (needed >= seg.u8.length) continue;
-        const target = this.#droppedSegment(bucket, needed);
+        const target = this.#droppedSegment(bucket, needed, seg.u8.length);
         for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
           // Looked up one at a time: removing and inserting moves other entries of the index.
           const slot = index.find(v.getInt32(off + 4, true), seg.id, off);
@@ -297,11 +337,15 @@ export class ReplyLog {
     return false;
   }
 
-  /** A segment of `bucket` for dropped replies with room for `size` bytes. */
-  #droppedSegment(bucket: Bucket, size: number): Segment {
+  /**
+   * A segment of `bucket` for dropped replies with room for `size` bytes, no larger than `cap`
+   * (unless `size` is) when a new one is needed.
+   */
+  #droppedSegment(bucket: Bucket, size: number, cap = Number.POSITIVE_INFINITY): Segment {
     const open = bucket.dropped;
     if (open !== undefined && open.u8.length - open.used >= size) return open;
-    const seg = this.#allocate(bucket, Math.max(size, this.#segmentBytes >> 2), true);
+    const bytes = Math.max(size, Math.min(this.#nextSize(open, size), cap));
+    const seg = this.#allocate(bucket, bytes, true);
     bucket.dropped = seg;
     return seg;
   }
@@ -325,8 +369,8 @@ export class ReplyLog {
   }
 
   #at(at: Location): [Segment, number] {
-    const segId = Math.floor(at / 0x1_0000_0000);
-    return [this.#segments[segId] as Segment, at - segId * 0x1_0000_0000];
+    const segId = Math.floor(at / SEG);
+    return [this.#segments[segId] as Segment, at - segId * SEG];
   }
 
   #bucket(key: number): Bucket {
@@ -341,12 +385,19 @@ export class ReplyLog {
     return bucket;
   }
 
+  /** The size of a bucket's next segment after `last`: twice it, up to the largest, and >= `size`. */
+  #nextSize(last: Segment | undefined, size: number): number {
+    const doubled =
+      last === undefined ? MIN_SEGMENT : Math.min(2 * last.u8.length, this.#segmentBytes);
+    return Math.max(size, doubled);
+  }
+
   #newSegment(key: number, size: number, now: number): Segment {
-    let bytes = Math.max(size, this.#segmentBytes);
+    let bytes = this.#nextSize(this.#bucket(key).open, size);
     if (!this.makeRoom(bytes, now)) {
       // Near the budget: a smaller segment, down to this one reply (which must be kept regardless).
       this.makeRoom(size, now);
-      bytes = Math.max(size, Math.min(bytes, this.maxBytes - this.allocated) & ~7);
+      bytes = Math.max(size, Math.min(bytes, this.maxBytes - this.used) & ~7);
     }
     // Looked up again: making room may have freed the bucket itself.
     const bucket = this.#bucket(key);
@@ -354,16 +405,11 @@ export class ReplyLog {
     return bucket.open;
   }
 
-  /** Memory held: the segments, and spare buffers for new ones. */
-  get bytes(): number {
-    return this.allocated + this.#spare.length * this.#segmentBytes;
-  }
-
   #allocate(bucket: Bucket, bytes: number, dropped: boolean): Segment {
-    let buffer = bytes === this.#segmentBytes ? this.#spare.pop() : undefined;
-    if (buffer === undefined) {
-      // Stay within the budget counting the spares: give up what the new buffer displaces.
-      while (this.#spare.length > 0 && this.bytes + bytes > this.maxBytes) this.#spare.pop();
+    let buffer = this.#spare.get(bytes)?.pop();
+    if (buffer !== undefined) this.#spareBytes -= bytes;
+    else {
+      this.#trimSpare(bytes);
       buffer = new ArrayBuffer(bytes);
     }
     const id = this.#freeIds.pop() ?? this.#segments.length;
@@ -382,9 +428,19 @@ export class ReplyLog {
     return seg;
   }
 
+  /** Releases spare buffers until `bytes` more fit in the budget beside them. */
+  #trimSpare(bytes: number): void {
+    for (const [size, buffers] of this.#spare) {
+      while (buffers.length > 0 && this.bytes + bytes > this.maxBytes) {
+        buffers.pop();
+        this.#spareBytes -= size;
+      }
+    }
+  }
+
   /**
    * Takes `seg` out of `bucket` (and the bucket out of the log once empty), unindexes every record
-   * still indexed there, and releases its memory.
+   * still indexed there, and keeps its buffer for reuse or lets it go.
    */
   #free(bucket: Bucket, seg: Segment): void {
     bucket.segments.splice(bucket.segments.indexOf(seg), 1);
@@ -399,13 +455,48 @@ export class ReplyLog {
     }
     this.#segments[seg.id] = undefined;
     this.#freeIds.push(seg.id);
-    this.allocated -= seg.u8.length;
-    const keep = this.bytes + seg.u8.length <= this.maxBytes && this.#spare.length < MAX_SPARE;
-    if (keep && seg.u8.length === this.#segmentBytes) {
+    const size = seg.u8.length;
+    this.allocated -= size;
+    if (this.#spareBytes + size <= this.#maxSpareBytes && this.bytes + size <= this.maxBytes) {
       seg.u8.fill(0, 0, seg.used);
-      this.#spare.push(seg.u8.buffer as ArrayBuffer);
+      const list = this.#spare.get(size);
+      if (list === undefined) this.#spare.set(size, [seg.u8.buffer as ArrayBuffer]);
+      else list.push(seg.u8.buffer as ArrayBuffer);
+      this.#spareBytes += size;
     }
   }
+}
+
+/**
+ * The bucket of a protection time: rounded up to {@link BUCKET_MS} for the next 2 s, and to a
+ * power-of-two multiple of it, about an eighth of the distance from `now`, for later ones.
+ */
+function bucketKey(protectUntil: number, now: number): number {
+  let step = BUCKET_MS;
+  const far = (protectUntil - now) / 8;
+  while (step < far) step *= 2;
+  return Math.ceil(protectUntil / step) * step;
+}
+
+/** A second, independent hash of a string, for fingerprints (64 bits with {@link hashId}). */
+function hashAlt(s: string): number {
+  let h = 0x5bd1e995 | 0;
+  for (let i = 0; i < s.length; i++) {
+    h = Math.imul(h ^ s.charCodeAt(i), 0x2c1b3c6d);
+    h ^= h >>> 15;
+  }
+  return h;
+}
+
+/** Whether every character of `s` fits in one byte. */
+function isLatin1(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
+  return true;
+}
+
+/** The bytes `id` takes in a record. */
+function idBytes(id: string): number {
+  return isLatin1(id) ? id.length : 2 * id.length;
 }
 
 function align8(n: number): number {

@@ -10,6 +10,18 @@ import { billing, deferred, rejection } from "../fixtures/billing.js";
 
 const reply = (text: string): StoredReply => ({ data: new TextEncoder().encode(text) });
 
+/** Handlers for {@link billing} whose echo calls `ran` each time it runs. */
+function billingHandlersFor(ran: () => void): Handlers<typeof billing> {
+  return {
+    charge: () => ({ chargeId: "c", balanceCents: 1 }),
+    echo: ({ text }) => {
+      ran();
+      return { text };
+    },
+    ping: () => "pong" as const,
+  };
+}
+
 describe("memoryDedupe store", () => {
   it("gives one owner, then replays; a different fingerprint is a conflict", async () => {
     const store = memoryDedupe();
@@ -111,7 +123,8 @@ describe("memoryDedupe store", () => {
     const statuses = new Set<string>();
     for (let i = 0; i < admitted; i++) statuses.add(store.claim(`id-${i}`, "f").status);
     expect([...statuses]).toEqual(["dropped"]); // every call remembered, every reply given up
-    now += 60_001 + 250;
+    // Room comes back when the oldest calls' deadlines pass, as the refusal said.
+    now += (refused?.retryAfterMs ?? 0) + 1;
     expect(store.claim("later", "f", now + 1000).status).toBe("owner");
   });
 
@@ -158,10 +171,59 @@ describe("memoryDedupe store", () => {
     );
   });
 
+  it("keeps a call for the latest deadline of its callers: a later caller's, and a joiner's", async () => {
+    let now = 1_000;
+    const store = memoryDedupe({ marginMs: 0, now: () => now });
+    const first = store.claim("replayed", "f", now + 1_000);
+    if (first.status === "owner") first.finish(reply("r"), true);
+    expect(store.claim("replayed", "f", now + 10_000).status).toBe("done"); // a second caller, 10 s
+    const owner = store.claim("joined", "f", now + 1_000);
+    expect(store.claim("joined", "f", now + 10_000).status).toBe("running"); // joins, 10 s
+    if (owner.status === "owner") owner.finish(reply("j"), true);
+    now += 5_000; // past the first callers' deadlines, inside the later ones'
+    expect(store.claim("replayed", "f").status).toBe("done");
+    expect(store.claim("joined", "f").status).toBe("done");
+  });
+
+  it("honours a caller's deadline for at most maxRetentionMs, so far deadlines cannot hold the budget", async () => {
+    let now = 1_000;
+    const store = memoryDedupe({ maxRetentionMs: 60_000, marginMs: 0, now: () => now });
+    const huge = 2 ** 31 - 1;
+    for (let i = 0; i < 2_000; i++) {
+      const c = store.claim(`far-${i}`, "f", now + huge);
+      if (c.status !== "owner") throw new Error(`call ${i}: ${c.status}`);
+      c.finish(reply("x".repeat(16)), true);
+    }
+    expect(store.bytes).toBeLessThan(1 << 20); // sparse far-off calls hold little memory
+    now += 59_000;
+    expect(store.claim("far-0", "f").status).toBe("done");
+    now += 60_000;
+    expect(store.claim("far-0", "f").status).toBe("owner");
+  });
+
+  it("holds little memory for calls with scattered deadlines", async () => {
+    let now = 1_000;
+    const store = memoryDedupe({ marginMs: 0, now: () => now });
+    // 1,000 calls a second for 30 s, 5 s deadlines, and every 250th with a 60 s one.
+    for (let i = 0; i < 30_000; i++) {
+      now += 1;
+      const c = store.claim(`id-${i}`, "f", now + (i % 250 === 0 ? 60_000 : 5_000));
+      if (c.status !== "owner") throw new Error(`call ${i}: ${c.status}`);
+      c.finish(reply("y".repeat(100)), true);
+    }
+    // About 5,000 calls inside their deadlines, at about 200 bytes each with their index entries.
+    expect(store.bytes).toBeLessThan(8 * 2 ** 20);
+    expect(store.claim("id-29000", "f").status).toBe("done");
+    expect(store.claim("id-0", "f").status).toBe("done"); // a 60 s call, 30 s later
+  });
+
   it("rejects bad options by name", () => {
     expect(() => memoryDedupe({ ttlMs: -1 })).toThrow(/ttlMs must be a number >= 0/);
     expect(() => memoryDedupe({ maxBytes: 1000 })).toThrow(/maxBytes must be an integer >= 65536/);
     expect(() => memoryDedupe({ marginMs: Number.NaN })).toThrow(/marginMs must be a number >= 0/);
+    expect(() => memoryDedupe({ maxRetentionMs: -1 })).toThrow(
+      /maxRetentionMs must be a number >= 0/,
+    );
     expect(() => memoryDedupe({ maxEntries: 10 } as never)).toThrow(
       /maxEntries was replaced by maxBytes/,
     );
@@ -256,6 +318,45 @@ describe("deduplicating responder", () => {
       (await rejection(client.charge({ accountId: "a", amountCents: 1 }, { id: "k" }))).code,
     ).toBe("ID_REUSED");
     expect(runs).toEqual({ charge: 0, echo: 1 });
+  });
+
+  it("without a store (dedupe: false), a retry after a lost reply runs the handler again", async () => {
+    t = memoryTransport();
+    let runs = 0;
+    let dropped = false;
+    // The responder's first reply is lost on the way back.
+    const lossy = {
+      ...t,
+      publish: (
+        subject: string,
+        data: Uint8Array,
+        opts?: { reply?: string; headers?: Record<string, string> },
+      ) => {
+        if (subject.startsWith("_INBOX.") && !dropped) {
+          dropped = true;
+          return;
+        }
+        t.publish(subject, data, opts);
+      },
+    };
+    const responder = createResponder(
+      billing,
+      {
+        ...billingHandlersFor(() => runs++),
+      },
+      { transport: lossy, dedupe: false },
+    );
+    await responder.start();
+    const client = createClient(billing, {
+      transport: t,
+      retry: { attempts: 2, baseMs: 1, maxMs: 1 },
+    });
+    cleanup.push(
+      () => responder.stop(),
+      () => client.close(),
+    );
+    expect(await client.echo({ text: "a" }, { timeoutMs: 400, id: "lost" })).toEqual({ text: "a" });
+    expect(runs).toBe(2);
   });
 
   it("does not deduplicate plain requests that carry no call id", async () => {

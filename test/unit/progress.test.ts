@@ -171,13 +171,46 @@ describe("progress messages", () => {
     expect(retries.length).toBeGreaterThanOrEqual(1);
   });
 
+  it("stops sending progress messages once the call's deadline passed, even if its handler runs on", async () => {
+    t = memoryTransport();
+    const release = deferred();
+    await serve({
+      ...billingHandlers,
+      // Ignores ctx.signal: runs well past its caller's deadline.
+      echo: async ({ text }) => {
+        await release.promise;
+        return { text };
+      },
+    });
+    const progressAt: number[] = [];
+    const client = createClient(billing, {
+      transport: observed(t, (m) => {
+        if (m.header(HEADER_PROGRESS) !== undefined) progressAt.push(Date.now());
+      }),
+      retry: { attempts: 1 },
+    });
+    cleanup.push(async () => release.resolve());
+    cleanup.push(() => client.close());
+    const started = Date.now();
+    await expect(client.echo({ text: "hung" }, { timeoutMs: 200 })).rejects.toMatchObject({
+      code: "TIMEOUT",
+    });
+    const before = progressAt.length;
+    // Progress would come every 100 ms (half the 200 ms window): watch four more intervals.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(before).toBeGreaterThanOrEqual(1);
+    expect(progressAt.length).toBe(before);
+    expect(Math.max(...progressAt) - started).toBeLessThan(200 + 50);
+  });
+
   it("a plain request with a reply subject and no progress header gets exactly one message", async () => {
     t = memoryTransport();
     const done = deferred();
     await serve({
       ...billingHandlers,
       echo: async ({ text }) => {
-        await new Promise((r) => setTimeout(r, 150)); // far past any progress interval
+        // Past half of the caller's budget (250 ms): were progress keyed on Ricochet-Timeout, it would come.
+        await new Promise((r) => setTimeout(r, 150));
         return { text };
       },
     });
@@ -188,7 +221,7 @@ describe("progress messages", () => {
     });
     t.publish("billing.echo", encodeBody({ text: "p" }), {
       reply: "plain.inbox",
-      headers: { "Nats-Msg-Id": "plain-1", "Ricochet-Timeout": "1000" },
+      headers: { "Nats-Msg-Id": "plain-1", "Ricochet-Timeout": "250" },
     });
     await done.promise;
     await t.flush();
