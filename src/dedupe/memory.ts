@@ -20,17 +20,19 @@ export interface MemoryDedupeOptions {
    * calls/s with 5 s deadlines and 200-byte replies, about 65 MB. When that is short, the replies of
    * the oldest calls still inside their deadlines are dropped (their ids are kept: a duplicate gets
    * `REPLY_DROPPED`, never a second run); when even their ids fill it, new calls are refused with
-   * `OVERLOADED` until deadlines pass. It may go over by the replies of calls running when it filled.
+   * `OVERLOADED` until deadlines pass. It may go over by the replies of calls running when it filled,
+   * and by calls kept longer for a later caller with the same id.
    * @default 134217728 (128 MiB)
    */
   maxBytes?: number;
   /**
-   * An optional replay window beyond the caller's deadline, in milliseconds from when the call
-   * finished: a call made again with the same id after its deadline (a user-level idempotency key
-   * reused minutes later, say) is answered from the store within this window. Best effort: replies
-   * past their deadline are the first to go when the budget needs room, and under steady load the
-   * store then fills to `maxBytes`. `0` keeps each reply only for its caller's deadline plus
-   * `marginMs`, so memory follows load.
+   * An optional replay window, in milliseconds from when the call finished: a reply stays
+   * replayable until its caller's deadline plus `marginMs` or until `ttlMs` after it finished,
+   * whichever is later. So a call made again with the same id after its deadline (a user-level
+   * idempotency key reused minutes later, say) is answered from the store within `ttlMs`. Best
+   * effort: replies past their deadline are the first to go when the budget needs room, and under
+   * steady load the store then fills to `maxBytes`. `0` keeps each reply only for its caller's
+   * deadline plus `marginMs`, so memory follows load.
    * @default 0
    */
   ttlMs?: number;

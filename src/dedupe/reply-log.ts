@@ -46,6 +46,8 @@ interface Segment {
   used: number;
   /** Holds only dropped replies' records: compacting it would gain nothing. */
   readonly dropped: boolean;
+  /** Its bucket's key: every record in it is protected until then. */
+  readonly key: number;
   /** The latest expiry of a record in it. */
   maxExpires: number;
 }
@@ -164,8 +166,9 @@ export class ReplyLog {
 
   /**
    * Protects the call at `at` (for `id` and `fp`) until `protectUntil` at least, and keeps it until
-   * `expiresAt` at least: another caller of the same id has a later deadline. Copies its record to
-   * the bucket of the new protection time; `at` is no longer valid after.
+   * `expiresAt` at least: another caller of the same id has a later deadline. Renews it in place if
+   * its segment is kept that long anyway, else copies it to the bucket of the new protection time
+   * (going over the budget if it must: a call is never forgotten); `at` is no longer valid after.
    */
   renew(
     at: Location,
@@ -178,6 +181,13 @@ export class ReplyLog {
     const [seg, off] = this.#at(at);
     const v = seg.view;
     const expires = Math.max(expiresAt, v.getFloat64(off + 16, true));
+    if (protectUntil <= seg.key) {
+      // Its segment is kept that long anyway: renew in place.
+      v.setFloat64(off + 8, protectUntil, true);
+      v.setFloat64(off + 16, expires, true);
+      if (expires > seg.maxExpires) seg.maxExpires = expires;
+      return;
+    }
     const reply = this.reply(at);
     const slot = this.#index.find(v.getInt32(off + 4, true), seg.id, off);
     if (slot !== -1) this.#index.remove(slot);
@@ -420,6 +430,7 @@ export class ReplyLog {
       view: new DataView(buffer),
       used: 0,
       dropped,
+      key: bucket.key,
       maxExpires: 0,
     };
     this.#segments[id] = seg;
