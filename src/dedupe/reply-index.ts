@@ -10,9 +10,13 @@ const EMPTY = -1;
 /** Int32s a slot: the hash, the segment number (EMPTY when free), the offset, and one unused. */
 const STRIDE = 4;
 
-/** FNV-1a over the UTF-16 code units of `s`, as a signed 32-bit integer. */
-export function hashId(s: string): number {
-  let h = 0x811c9dc5 | 0;
+/**
+ * FNV-1a over the UTF-16 code units of `s`, as a signed 32-bit integer, from `seed` (a store's own
+ * random one for call ids, which callers choose: ids made to collide would otherwise turn lookups
+ * into scans).
+ */
+export function hashId(s: string, seed = 0x811c9dc5): number {
+  let h = seed | 0;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return h;
 }

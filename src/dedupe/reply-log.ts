@@ -69,6 +69,8 @@ const SEG = 0x1_0000_0000;
 /** The replies of finished calls, in at most `maxBytes` of memory (see the module comment). */
 export class ReplyLog {
   readonly #index = new ReplyIndex();
+  /** Seeds the hash of call ids, so that ids chosen to collide in one process do not in another. */
+  readonly #seed = (Math.random() * 2 ** 32) | 0;
   readonly #segments: Array<Segment | undefined> = [];
   readonly #freeIds: number[] = [];
   /** Buckets by ascending key. */
@@ -118,7 +120,7 @@ export class ReplyLog {
   /** The reply stored for `id` and not expired at `now`, or -1. */
   find(id: string, now: number): Location {
     const index = this.#index;
-    const hash = hashId(id);
+    const hash = hashId(id, this.#seed);
     for (
       let i = index.next(index.start(hash), hash);
       i !== -1;
@@ -245,7 +247,7 @@ export class ReplyLog {
   ): void {
     const off = seg.used;
     const v = seg.view;
-    const hash = hashId(id);
+    const hash = hashId(id, this.#seed);
     const latin1 = isLatin1(id);
     const hdrLen = hdr?.length ?? 0;
     const idLen = latin1 ? id.length : 2 * id.length;
