@@ -314,7 +314,8 @@ export class ReplyLog {
   #compactOldest(): boolean {
     for (const bucket of this.#buckets) {
       for (const seg of bucket.segments) {
-        if (seg.dropped) continue;
+        // The segment dropped records are being copied into stays.
+        if (seg === bucket.dropped) continue;
         const index = this.#index;
         const v = seg.view;
         // The room the calls still indexed here need without their replies.
@@ -323,9 +324,15 @@ export class ReplyLog {
           if (index.find(v.getInt32(off + 4, true), seg.id, off) !== -1)
             needed += align8(HEADER + storedIdBytes(v, off));
         }
-        // Worth it only if the records take less than the segment gives back. (The first compaction
-        // of a bucket may make a segment for them as large as the one it frees; later ones fill it.)
-        if (needed >= seg.u8.length) continue;
+        // Worth it only if the records take less than the segment gives back: a segment of replies
+        // gives back their bytes; one of dropped records only what calls renewed elsewhere left dead.
+        // (The first compaction of a bucket may make a segment for them as large as the one it
+        // frees; later ones fill it.)
+        if (needed >= (seg.dropped ? seg.used : seg.u8.length)) continue;
+        if (needed === 0) {
+          this.#free(bucket, seg);
+          return true;
+        }
         const target = this.#droppedSegment(bucket, needed, seg.u8.length);
         for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
           // Looked up one at a time: removing and inserting moves other entries of the index.
