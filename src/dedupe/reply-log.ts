@@ -379,6 +379,11 @@ export class ReplyLog {
       if (segs.length > 0) return;
       if (buckets[0] === head) buckets.shift();
     }
+    // Nothing left to keep: an idle store gives its spare buffers back too.
+    if (buckets.length === 0 && this.#spareBytes > 0) {
+      this.#spare.clear();
+      this.#spareBytes = 0;
+    }
   }
 
   /** The time at which the oldest protected segment may be evicted, or `now` if one already can. */
