@@ -128,8 +128,7 @@ export class ReplyIndex {
     slots[hole * STRIDE + 1] = EMPTY;
     this.count--;
     // Give memory back once the load falls far below what the table was grown for.
-    if (this.count * 8 < this.#mask + 1 && this.#mask + 1 > 64)
-      this.#resize((this.#mask + 1) / 2);
+    if (this.count * 8 < this.#mask + 1 && this.#mask + 1 > 64) this.#resize((this.#mask + 1) / 2);
   }
 
   #grow(): void {
