@@ -72,6 +72,8 @@ export interface MemoryDedupeStore extends DedupeStore {
 class Running {
   readonly status = "owner";
   waiters: Array<(reply: StoredReply | undefined) => void> | undefined;
+  /** Its reply, once it finished. */
+  reply: StoredReply | undefined;
   constructor(
     readonly id: string,
     readonly fingerprint: string,
@@ -124,6 +126,8 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
   let reserved = 0;
   /** A moving average of the bytes a reply takes in the log. */
   let average = 256;
+  /** The most set aside for one reply: larger ones are kept as dropped replies' records. */
+  const maxShare = Math.floor(maxBytes / 16);
 
   /** Until when a call whose callers' latest deadline is `deadline` is protected, as of `t`. */
   const protection = (deadline: number, t: number) =>
@@ -137,9 +141,12 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     if (keep) {
       const t = now();
       const protectUntil = protection(entry.deadline, t);
-      log.append(id, entry.fingerprint, reply, protectUntil, Math.max(protectUntil, t + ttlMs), t);
-      average += (size(id, reply) - average) / 16;
+      const expiresAt = Math.max(protectUntil, t + ttlMs);
+      // The bytes it took, not its size: a reply too large to keep is kept as a small record.
+      const stored = log.append(id, entry.fingerprint, reply, protectUntil, expiresAt, t);
+      average += (stored - average) / 16;
     }
+    entry.reply = reply;
     const waiters = entry.waiters;
     entry.waiters = undefined;
     if (waiters) for (const w of waiters) w(reply);
@@ -149,6 +156,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     status: "running",
     wait: (signal) =>
       new Promise<StoredReply | undefined>((resolve) => {
+        if (entry.reply !== undefined) return resolve(entry.reply); // finished since the claim
         if (signal.aborted) return resolve(undefined);
         const done = (reply: StoredReply | undefined) => {
           signal.removeEventListener("abort", onAbort);
@@ -198,20 +206,15 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
       }
       // Admission: room for this reply and those of every call running now, or refuse.
       // (The index grows in steps: count the next one for every call that will finish.)
-      const need = Math.ceil(average * 2) + log.indexGrowth(running.size + 1);
+      const share = Math.min(Math.ceil(average * 2), maxShare);
+      const need = share + log.indexGrowth(running.size + 1);
       if (log.used + reserved + need > maxBytes && !log.makeRoom(reserved + need, t)) {
         return { status: "full", retryAfterMs: log.nextEvictable(t) - t };
       }
-      const share = Math.ceil(average * 2);
       reserved += share;
       const entry = new Running(id, fingerprint, deadline ?? t, share, finish);
       running.set(id, entry);
       return entry;
     },
   };
-}
-
-/** The bytes a reply takes in the log, near enough for the moving average. */
-function size(id: string, reply: StoredReply): number {
-  return 56 + id.length + reply.data.length + (reply.headers ? 96 : 0);
 }

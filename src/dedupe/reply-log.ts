@@ -50,6 +50,10 @@ interface Segment {
   readonly key: number;
   /** The latest expiry of a record in it. */
   maxExpires: number;
+  /** Bytes of its records still indexed. */
+  live: number;
+  /** Bytes those records would take as dropped replies' records (without their replies). */
+  liveHeads: number;
 }
 
 interface Bucket {
@@ -89,12 +93,16 @@ export class ReplyLog {
   /** Replies dropped (compacted away) while still protected, since the log was made. */
   droppedReplies = 0;
 
-  constructor(readonly maxBytes: number) {
+  /** The budget, in bytes (a multiple of 8: every segment and record is). */
+  readonly maxBytes: number;
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes - (maxBytes % 8);
     // About 64 segments in the budget, between 4 KiB and 1 MiB each.
     let size = MIN_SEGMENT;
-    while (size < 1 << 20 && size * 64 <= maxBytes) size *= 2;
+    while (size < 1 << 20 && size * 64 <= this.maxBytes) size *= 2;
     this.#segmentBytes = size;
-    this.#maxSpareBytes = Math.min(16 * 2 ** 20, maxBytes / 8);
+    this.#maxSpareBytes = Math.min(16 * 2 ** 20, this.maxBytes / 8);
   }
 
   /** Calls indexed now (some may have expired and not yet been dropped). */
@@ -130,7 +138,7 @@ export class ReplyLog {
       const off = index.offsetAt(i);
       if (!sameId(seg, off, id)) continue;
       if (seg.view.getFloat64(off + 16, true) >= now) return seg.id * SEG + off;
-      index.remove(i); // expired: forget it, so the id can run again
+      this.#unindex(i, seg, off); // expired: forget it, so the id can run again
       return -1;
     }
     return -1;
@@ -192,7 +200,7 @@ export class ReplyLog {
     }
     const reply = this.reply(at);
     const slot = this.#index.find(v.getInt32(off + 4, true), seg.id, off);
-    if (slot !== -1) this.#index.remove(slot);
+    if (slot !== -1) this.#unindex(slot, seg, off);
     if (reply === undefined) this.#appendDropped(id, fp, protectUntil, expires, now);
     else this.append(id, fp, reply, protectUntil, expires, now);
   }
@@ -200,7 +208,8 @@ export class ReplyLog {
   /**
    * Stores `reply` for `id`. Always succeeds: a call inside its caller's deadline must be remembered,
    * so when nothing can be evicted or compacted the log goes over `maxBytes` (the caller's admission
-   * keeps that rare). A reply larger than a sixteenth of the budget is stored as dropped.
+   * keeps that rare). A reply larger than a sixteenth of the budget is stored as dropped. Returns the
+   * bytes the record takes.
    */
   append(
     id: string,
@@ -209,23 +218,30 @@ export class ReplyLog {
     protectUntil: number,
     expiresAt: number,
     now: number,
-  ): void {
+  ): number {
     const hdr =
       reply.headers === undefined ? undefined : encoder.encode(JSON.stringify(reply.headers));
     const size = align8(HEADER + idBytes(id) + (hdr?.length ?? 0) + reply.data.length);
     if (size > this.maxBytes / 16) {
       this.droppedReplies++;
-      this.#appendDropped(id, fp, protectUntil, expiresAt, now);
-      return;
+      return this.#appendDropped(id, fp, protectUntil, expiresAt, now);
     }
     const key = bucketKey(protectUntil, now);
     let seg = this.#bucket(key).open;
     if (seg === undefined || seg.u8.length - seg.used < size)
       seg = this.#newSegment(key, size, now);
     this.#write(seg, id, fp, hdr, reply.data, protectUntil, expiresAt);
+    return size;
   }
 
-  #appendDropped(id: string, fp: string, protectUntil: number, expiresAt: number, now: number) {
+  /** Stores a dropped reply's record for `id`; returns the bytes it takes. */
+  #appendDropped(
+    id: string,
+    fp: string,
+    protectUntil: number,
+    expiresAt: number,
+    now: number,
+  ): number {
     const size = align8(HEADER + idBytes(id));
     const key = bucketKey(protectUntil, now);
     const open = this.#bucket(key).dropped;
@@ -233,6 +249,7 @@ export class ReplyLog {
     // Looked up again: making room may have freed the bucket.
     const seg = this.#droppedSegment(this.#bucket(key), size, this.maxBytes - this.used);
     this.#write(seg, id, fp, undefined, undefined, protectUntil, expiresAt);
+    return size;
   }
 
   /** Writes one record at the end of `seg` and indexes it. `data` undefined: a dropped reply. */
@@ -276,16 +293,35 @@ export class ReplyLog {
       b += hdrLen;
     }
     if (data !== undefined) seg.u8.set(data, b);
-    this.#wrote(seg, off, size, hash, expiresAt);
+    this.#wrote(seg, off, size, align8(HEADER + idLen), hash, expiresAt);
   }
 
-  /** Accounts for a record just written at `off` of `seg`, and indexes it. */
-  #wrote(seg: Segment, off: number, size: number, hash: number, expiresAt: number): void {
+  /**
+   * Accounts for a record of `size` bytes (`head` without its reply) just written at `off` of `seg`,
+   * and indexes it.
+   */
+  #wrote(
+    seg: Segment,
+    off: number,
+    size: number,
+    head: number,
+    hash: number,
+    expiresAt: number,
+  ): void {
     seg.used += size;
+    seg.live += size;
+    seg.liveHeads += head;
     if (expiresAt > seg.maxExpires) seg.maxExpires = expiresAt;
     this.#index.insert(hash, seg.id, off);
     // The index may have grown into memory that spare buffers held.
     if (this.#spareBytes > 0 && this.bytes > this.maxBytes) this.#trimSpare(0);
+  }
+
+  /** Removes the index entry at `slot`, for the record at `off` of `seg`, which stays as dead bytes. */
+  #unindex(slot: number, seg: Segment, off: number): void {
+    this.#index.remove(slot);
+    seg.live -= seg.view.getUint32(off, true);
+    seg.liveHeads -= align8(HEADER + storedIdBytes(seg.view, off));
   }
 
   /**
@@ -316,24 +352,22 @@ export class ReplyLog {
       for (const seg of bucket.segments) {
         // The segment dropped records are being copied into stays.
         if (seg === bucket.dropped) continue;
-        const index = this.#index;
-        const v = seg.view;
         // The room the calls still indexed here need without their replies.
-        let needed = 0;
-        for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
-          if (index.find(v.getInt32(off + 4, true), seg.id, off) !== -1)
-            needed += align8(HEADER + storedIdBytes(v, off));
-        }
+        const needed = seg.liveHeads;
         // Worth it only if the records take less than the segment gives back: a segment of replies
-        // gives back their bytes; one of dropped records only what calls renewed elsewhere left dead.
-        // (The first compaction of a bucket may make a segment for them as large as the one it
-        // frees; later ones fill it.)
-        if (needed >= (seg.dropped ? seg.used : seg.u8.length)) continue;
+        // gives back their bytes (the first compaction of a bucket may make a segment for the
+        // records as large as the one it frees; later ones fill it). One of dropped records gives
+        // back only what calls renewed or expired left dead: compacted once half of it is, so that
+        // the copying is paid for by the room it makes, and a store refusing calls does not copy
+        // the same records again for each refusal.
+        if (seg.dropped ? needed > seg.used / 2 : needed >= seg.u8.length) continue;
         if (needed === 0) {
           this.#free(bucket, seg);
           return true;
         }
         const target = this.#droppedSegment(bucket, needed, seg.u8.length);
+        const index = this.#index;
+        const v = seg.view;
         for (let off = 0; off < seg.used; off += v.getUint32(off, true)) {
           // Looked up one at a time: removing and inserting moves other entries of the index.
           const slot = index.find(v.getInt32(off + 4, true), seg.id, off);
@@ -347,7 +381,8 @@ export class ReplyLog {
           target.view.setUint32(at, size, true);
           target.view.setUint32(at + 28, 0, true);
           target.view.setUint32(at + 32, DROPPED, true);
-          this.#wrote(target, at, size, v.getInt32(off + 4, true), v.getFloat64(off + 16, true));
+          const hash = v.getInt32(off + 4, true);
+          this.#wrote(target, at, size, size, hash, v.getFloat64(off + 16, true));
         }
         this.#free(bucket, seg);
         return true;
@@ -363,7 +398,7 @@ export class ReplyLog {
   #droppedSegment(bucket: Bucket, size: number, cap = Number.POSITIVE_INFINITY): Segment {
     const open = bucket.dropped;
     if (open !== undefined && open.u8.length - open.used >= size) return open;
-    const bytes = Math.max(size, Math.min(this.#nextSize(open, size), cap));
+    const bytes = align8(Math.max(size, Math.min(this.#nextSize(open, size), cap)));
     const seg = this.#allocate(bucket, bytes, true);
     bucket.dropped = seg;
     return seg;
@@ -436,16 +471,21 @@ export class ReplyLog {
       this.#trimSpare(bytes);
       buffer = new ArrayBuffer(bytes);
     }
+    const u8 = new Uint8Array(buffer);
+    const u16 = new Uint16Array(buffer);
+    const view = new DataView(buffer);
     const id = this.#freeIds.pop() ?? this.#segments.length;
     const seg: Segment = {
       id,
-      u8: new Uint8Array(buffer),
-      u16: new Uint16Array(buffer),
-      view: new DataView(buffer),
+      u8,
+      u16,
+      view,
       used: 0,
       dropped,
       key: bucket.key,
       maxExpires: 0,
+      live: 0,
+      liveHeads: 0,
     };
     this.#segments[id] = seg;
     this.allocated += bytes;

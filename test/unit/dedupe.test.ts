@@ -57,6 +57,17 @@ describe("memoryDedupe store", () => {
     expect(await waited).toBeUndefined();
   });
 
+  it("gives a late waiter the reply at once when the call finished between its claim and its wait", async () => {
+    const store = memoryDedupe();
+    const owner = store.claim("id", "f");
+    const waiter = store.claim("id", "f");
+    if (owner.status !== "owner" || waiter.status !== "running")
+      throw new Error("unexpected claims");
+    await owner.finish(reply("first"), true);
+    const waited = await waiter.wait(new AbortController().signal);
+    expect(new TextDecoder().decode(waited?.data)).toBe("first");
+  });
+
   it("keeps a reply until its caller's deadline plus the margin, then for ttlMs, then forgets it", async () => {
     let now = 1_000;
     const store = memoryDedupe({ ttlMs: 100, marginMs: 50, now: () => now });
@@ -215,6 +226,21 @@ describe("memoryDedupe store", () => {
     expect(store.bytes).toBeLessThan(8 * 2 ** 20);
     expect(store.claim("id-29000", "f").status).toBe("done");
     expect(store.claim("id-0", "f").status).toBe("done"); // a 60 s call, 30 s later
+  });
+
+  it("keeps admitting calls after a reply larger than the budget, which it keeps as dropped", async () => {
+    let now = 1_000;
+    const store = memoryDedupe({ maxBytes: 65_536, marginMs: 0, now: () => now });
+    const big = store.claim("big", "f", now + 5_000);
+    if (big.status !== "owner") throw new Error("expected owner");
+    await big.finish({ data: new Uint8Array(8 * 2 ** 20) }, true);
+    expect(store.claim("big", "f").status).toBe("dropped"); // remembered, not replayable
+    for (let i = 0; i < 100; i++) {
+      now += 1;
+      const c = store.claim(`small-${i}`, "f", now + 5_000);
+      expect(c.status).toBe("owner");
+      if (c.status === "owner") await c.finish(reply("s"), true);
+    }
   });
 
   it("rejects bad options by name", () => {
