@@ -10,7 +10,12 @@ import { HEADER_ATTEMPT, HEADER_PROGRESS, HEADER_TIMEOUT, MAX_BUDGET_MS } from "
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
-import { type DurableQueue, type EnqueueReceipt, HEADER_REPLY } from "./transport/queue.js";
+import {
+  type DurableQueue,
+  type EnqueueReceipt,
+  HEADER_REPLY,
+  QueueUnavailableError,
+} from "./transport/queue.js";
 import type { Transport, TransportMessage } from "./transport/types.js";
 
 /** A call the client has validated and encoded. */
@@ -35,7 +40,10 @@ export interface CallSpec {
 export interface RetryInfo {
   subject: string;
   id: string;
-  /** The attempt just sent (2 for the first retry). */
+  /**
+   * The attempt just sent (2 for the first retry). An attempt that found no responder does not count,
+   * so its retry is sent under the same number.
+   */
   attempt: number;
   /** What ended the previous attempt: `TIMEOUT` (no answer in its share), or the refusal's code. */
   code: string;
@@ -96,6 +104,8 @@ export class Call {
   #stored: string | undefined;
   /** A store went unconfirmed (timed out): the command may be stored, and its reply may come. */
   #maybeStored = false;
+  /** Attempts in a row that found no responder (or no JetStream leader): they do not count. */
+  #unheard = 0;
   readonly #started = Date.now();
 
   constructor(
@@ -157,7 +167,68 @@ export class Call {
     if (this.#phase !== "attempt") return;
     clearTimeout(this.#timer);
     this.#refusal = outcome.error;
-    this.#next();
+    // With retries off (`attempts: 1`), nobody listening fails at once.
+    if (outcome.error.code === "NO_RESPONDERS" && this.spec.policy.attempts > 1) {
+      this.#unheardRetry();
+    } else this.#next();
+  }
+
+  /**
+   * Nobody received the attempt (no responder subscribed, or JetStream had no leader): it cannot
+   * have run, so it does not count against the attempts. Try again with backoff until the deadline,
+   * which rides out a restart of the only responder or a leader election.
+   */
+  #unheardRetry(): void {
+    this.#attempt--;
+    this.#unheard++;
+    const left = this.spec.deadline - Date.now();
+    if (left <= 0) {
+      this.#fail();
+      return;
+    }
+    // Equal jitter: at least half the range, so a long outage is not polled in a tight loop.
+    const ceiling = Math.min(
+      this.spec.policy.maxMs,
+      Math.max(1, this.spec.policy.baseMs) * 2 ** (this.#unheard - 1),
+    );
+    const delayMs = Math.min(Math.ceil(ceiling / 2 + backoffMs(this.spec.policy, 2) / 2), left);
+    const code = this.#refusal?.code ?? "NO_RESPONDERS";
+    if (this.#unheard === 1) {
+      const { callId, subject } = this.spec.scope;
+      this.env.log.warn(
+        { callId, subject, delayMs, code },
+        "no responder received the attempt; retrying until one does or the deadline passes",
+      );
+    }
+    this.#retry = { code, delayMs };
+    this.#phase = "backoff";
+    this.#timer = setTimeout(onTimer, delayMs, this);
+  }
+
+  /**
+   * Asks again for a stored durable command's result, with a core request under the same id: its
+   * reply may have been lost while the connection was down. A responder answers from its dedupe
+   * store, joins the execution in flight, or runs the command then (the queued copy is then answered
+   * from the store without running again).
+   */
+  askAgain(): void {
+    if (this.settled || this.#phase !== "lingering") return;
+    if (this.#stored === undefined && !this.#maybeStored) return;
+    const { deadline, headers, body, reply, scope } = this.spec;
+    const remaining = Math.floor(deadline - Date.now());
+    if (remaining <= 0) return;
+    const again: Record<string, string> = { ...headers };
+    delete again[HEADER_REPLY];
+    again[HEADER_TIMEOUT] = String(Math.min(remaining, MAX_BUDGET_MS));
+    try {
+      this.env.transport.publish(scope.subject, body, { reply, headers: again });
+      this.env.log.debug(
+        { callId: scope.callId, subject: scope.subject },
+        "reconnected; asking again for a durable call's result",
+      );
+    } catch {
+      // The connection is down again: the next reconnect asks again.
+    }
   }
 
   /**
@@ -213,9 +284,10 @@ export class Call {
   }
 
   #retried(attempt: number): void {
-    if (attempt > 1 && this.#retry !== undefined) {
+    if (this.#retry !== undefined) {
       const { subject, callId } = this.spec.scope;
       this.env.onRetry?.({ subject, id: callId, attempt, ...this.#retry });
+      this.#retry = undefined;
     }
   }
 
@@ -266,6 +338,15 @@ export class Call {
       this.#maybeStored = true;
       this.#unanswered = true;
       this.#next();
+      return;
+    }
+    if (err instanceof QueueUnavailableError && this.spec.policy.attempts > 1) {
+      this.#refusal = new RpcError(
+        "NO_RESPONDERS",
+        `${subject}: could not store the durable command: ${text} (call ${callId})`,
+        { callId, subject, cause: err },
+      );
+      this.#unheardRetry();
       return;
     }
     this.#refusal = new RpcError(
@@ -319,11 +400,26 @@ export class Call {
     this.#timer = setTimeout(onTimer, delayMs, this);
   }
 
+  /** `refusal`, saying how long the call kept trying. */
+  #unheardFor(refusal: RpcError): RpcError {
+    const elapsed = Date.now() - this.#started;
+    return new RpcError(
+      refusal.code,
+      `${refusal.message} (still so after retrying for ${elapsed} ms, until the deadline)`,
+      {
+        callId: this.spec.scope.callId,
+        subject: this.spec.scope.subject,
+        ...(refusal.details === undefined ? {} : { details: refusal.details }),
+        cause: refusal,
+      },
+    );
+  }
+
   /** Settles with the last refusal, or TIMEOUT. */
   #fail(): void {
     const refusal = this.#refusal;
     if (refusal && refusal.code !== "TIMEOUT") {
-      this.settle({ ok: false, error: refusal });
+      this.settle({ ok: false, error: this.#unheard > 1 ? this.#unheardFor(refusal) : refusal });
       return;
     }
     const { subject, callId } = this.spec.scope;

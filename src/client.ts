@@ -196,10 +196,15 @@ export function createClient<C extends AnyContract>(
   const env = { transport, log, pending, watch, unwatch, onRetry: options.onRetry };
   let inbox: string | undefined;
   let inboxLength = 0;
+  let unwatchReconnects: (() => void) | undefined;
   const listen = (): string => {
     if (inbox === undefined) {
       inbox = transport.createInbox();
       inboxLength = inbox.length + 1;
+      // Replies sent while the connection was down are lost: durable calls waiting for theirs ask again.
+      unwatchReconnects = transport.onReconnect?.(() => {
+        for (const call of [...pending.values()]) call.askAgain();
+      });
       replySub = transport.subscribe(`${inbox}.*`, onReply, {
         onError: (err) => log.error({ err }, "reply subscription failed"),
       });
@@ -329,6 +334,7 @@ export function createClient<C extends AnyContract>(
   client.close = async () => {
     if (closed) return;
     closed = true;
+    unwatchReconnects?.();
     for (const p of [...pending.values()]) {
       p.settle({
         ok: false,

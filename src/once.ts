@@ -72,18 +72,26 @@ export async function runOnce(
 ): Promise<Outcome> {
   const { store, log } = env;
   const print = fingerprint(call.method, call.data);
+  let failures = 0;
   for (;;) {
     let claim: Awaited<ReturnType<DedupeStore["claim"]>>;
     try {
       const pending = store.claim(call.id, print, call.deadline);
       claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
-      // A store that is down must not stop the service: run without deduplication, and say so.
-      log.error(
-        { ...scopeOf(call), err },
-        "dedupe store failed; running the call without deduplication",
-      );
-      return await run();
+      // A store that cannot answer (a leader election, an outage) must not let the call run without
+      // deduplication, which could run it twice: try again until the deadline, then refuse it.
+      const delay = Math.min(50 * 2 ** failures++, 1000);
+      if (failures === 1) {
+        log.warn({ ...scopeOf(call), err }, "dedupe store unavailable; retrying the claim");
+      }
+      if (Date.now() + delay < call.deadline) {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        continue;
+      }
+      log.error({ ...scopeOf(call), err }, "dedupe store unavailable; call refused, not run");
+      const message = `${call.subject}: the dedupe store was unavailable until the deadline (call ${call.id} not run, so it cannot run twice); retry, and check the store (${(err as Error)?.message ?? String(err)})`;
+      return errorReply(new RpcError("UNAVAILABLE", message, scopeOf(call)), false, true);
     }
     if (claim.status === "owner") {
       let outcome: Execution;
@@ -108,7 +116,7 @@ export async function runOnce(
         // The handler ran; its caller gets the reply even if the store could not record it.
         log.error(
           { ...scopeOf(call), err },
-          "dedupe store failed to record a finished call; a duplicate may run again",
+          "dedupe store failed to record a finished call (after retrying); a duplicate may run again",
         );
       }
       return outcome;

@@ -293,7 +293,7 @@ export function createResponder<C extends AnyContract>(
       consumer = await queueOf.consume(contract.service, onCommand, {
         window: concurrency,
         holdMs: 2 * defaultTimeoutMs,
-        onError: (err) => log.error({ err }, "could not fetch durable commands; retrying"),
+        onError: (err) => log.error({ err }, `durable queue: ${err.message}`),
       });
     }
     if (discovery) {

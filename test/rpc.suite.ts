@@ -193,11 +193,26 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       expect((await rejection(client().echo({ text: "x" }, once))).code).toBe("INVALID_RESPONSE");
     });
 
-    it("rejects with NO_RESPONDERS at once, long before the deadline, when nobody serves the method", async () => {
+    it("rejects with NO_RESPONDERS at once, long before the deadline, when nobody serves the method and retries are off", async () => {
       // With a 60 s deadline, only the instant no-responders status lets this settle within the test timeout.
       const err = await rejection(client({ timeoutMs: 60_000 }).echo({ text: "x" }, once));
       expect(err.code).toBe("NO_RESPONDERS");
       expect(err.message).toMatch(/no responders for billing\.echo.*is a responder running/);
+    });
+
+    it("retries NO_RESPONDERS until the deadline without spending attempts, then rejects with NO_RESPONDERS", async () => {
+      const started = Date.now();
+      const err = await rejection(
+        client({ retry: { attempts: 2, baseMs: 5, maxMs: 40 } }).echo(
+          { text: "x" },
+          { timeoutMs: 400 },
+        ),
+      );
+      expect(err.code).toBe("NO_RESPONDERS");
+      expect(err.message).toMatch(
+        /no responders for billing\.echo.*still so after retrying for \d+ ms/,
+      );
+      expect(Date.now() - started).toBeGreaterThanOrEqual(390);
     });
 
     it("rejects with TIMEOUT at the deadline and aborts the handler's ctx.signal", async () => {

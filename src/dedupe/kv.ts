@@ -7,6 +7,7 @@
  * @module
  */
 import type { KV } from "@nats-io/kv";
+import { nanoid } from "nanoid";
 import type { Claim, DedupeStore, StoredReply } from "./types.js";
 
 /** Options for {@link kvDedupe}. */
@@ -34,9 +35,16 @@ export interface KvDedupeStore extends DedupeStore {
 }
 
 type Stored =
-  | { s: "running"; f: string; lease: number }
-  | { s: "done"; f: string; data: string; headers?: { [name: string]: string }; expires: number }
-  | { s: "failed"; f: string; data: string; headers?: { [name: string]: string } };
+  | { s: "running"; f: string; o?: string; lease: number }
+  | {
+      s: "done";
+      f: string;
+      o?: string;
+      data: string;
+      headers?: { [name: string]: string };
+      expires: number;
+    }
+  | { s: "failed"; f: string; o?: string; data: string; headers?: { [name: string]: string } };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -56,6 +64,12 @@ const fromReply = (reply: StoredReply) => ({
   data: Buffer.from(reply.data).toString("base64"),
   ...(reply.headers === undefined ? {} : { headers: { ...reply.headers } }),
 });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The claim was taken over by another instance (this one's lease had lapsed). */
+class ClaimLost extends Error {
+  override name = "ClaimLost";
+}
 
 /** A valid KV key for any call id: `k_<id>` when the id is key-safe, else `e_<base64url(id)>`. */
 export function kvKey(id: string): string {
@@ -78,19 +92,57 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
   if (!Number.isFinite(leaseMs) || leaseMs < 30)
     throw new RangeError(`leaseMs must be a number >= 30, got ${options.leaseMs}`);
   const renewals = new Set<NodeJS.Timeout>();
+  /** How long an owner keeps trying to record its finished call while the bucket is unavailable. */
+  const recordForMs = Math.max(2 * leaseMs, 60_000);
 
-  const running = (f: string): Stored => ({ s: "running", f, lease: Date.now() + leaseMs });
+  const running = (f: string, o: string): Stored => ({
+    s: "running",
+    f,
+    o,
+    lease: Date.now() + leaseMs,
+  });
 
-  const owner = (key: string, f: string, revision: number, deadline = 0): Claim => {
+  /**
+   * The claim this instance holds on `key` at `revision`, marked with its own token `o`. Every write
+   * is a compare-and-set on the last revision it knows; when one fails, it reads the key: its own
+   * token there means an earlier write landed but its answer was lost (a leader change), so it goes
+   * on from that revision; another token means the claim was taken over.
+   */
+  const owner = (key: string, f: string, o: string, revision: number, deadline = 0): Claim => {
     let rev = revision;
-    let renewing: Promise<unknown> = Promise.resolve();
+    let writes: Promise<unknown> = Promise.resolve();
+    /** Writes `next` over this claim, one write at a time. Throws ClaimLost, or a bucket error. */
+    const write = (next: Stored): Promise<void> => {
+      const done = writes.then(async () => {
+        try {
+          rev = await kv.update(key, encode(next), rev);
+          return;
+        } catch (err) {
+          const entry = await kv.get(key);
+          const now = entry?.operation === "PUT" ? decode(entry.value) : undefined;
+          if (entry === null || now?.o !== o) {
+            throw new ClaimLost(`kvDedupe: the claim on ${key} was taken over`, { cause: err });
+          }
+          rev = entry.revision;
+          if (now.s === next.s && next.s !== "running") return; // it landed
+          rev = await kv.update(key, encode(next), rev);
+        }
+      });
+      writes = done.catch(() => undefined);
+      return done;
+    };
+    let renewing = false;
     const timer = setInterval(() => {
-      renewing = kv.update(key, encode(running(f)), rev).then(
-        (r) => {
-          rev = r;
-        },
+      if (renewing) return;
+      renewing = true;
+      write(running(f, o)).then(
         () => {
-          // Someone took the claim over (our lease had lapsed): stop renewing; finish will fail too.
+          renewing = false;
+        },
+        (err: unknown) => {
+          renewing = false;
+          // A bucket that is briefly unavailable (a leader election): try again next time.
+          if (!(err instanceof ClaimLost)) return;
           clearInterval(timer);
           renewals.delete(timer);
         },
@@ -98,29 +150,37 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
     }, leaseMs / 3);
     timer.unref();
     renewals.add(timer);
+    /** Writes `next`, retrying a bucket that is unavailable for up to `recordForMs`. */
+    const record = async (next: Stored) => {
+      const until = Date.now() + recordForMs;
+      for (let tries = 0; ; tries++) {
+        try {
+          await write(next);
+          return;
+        } catch (err) {
+          if (err instanceof ClaimLost || Date.now() + 100 > until) throw err;
+          await sleep(Math.min(50 * 2 ** tries, 1000));
+        }
+      }
+    };
     return {
       status: "owner",
       finish: async (reply, keep) => {
-        clearInterval(timer);
-        renewals.delete(timer);
-        await renewing;
-        if (keep) {
-          await kv.update(
-            key,
+        try {
+          if (keep) {
             // Replayed for ttlMs, and never less than until the caller's deadline (plus a margin).
-            encode({
-              s: "done",
-              f,
-              ...fromReply(reply),
-              expires: Math.max(Date.now() + ttlMs, deadline + 1000),
-            }),
-            rev,
-          );
-          return;
+            const expires = Math.max(Date.now() + ttlMs, deadline + 1000);
+            await record({ s: "done", f, o, ...fromReply(reply), expires });
+            return;
+          }
+          // Not kept: show the reply to instances waiting now, then free the id so a retry runs again.
+          await record({ s: "failed", f, o, ...fromReply(reply) });
+          // A failed record left behind is claimable too: its deletion is only tidying up.
+          await kv.delete(key, { previousSeq: rev }).catch(() => undefined);
+        } finally {
+          clearInterval(timer);
+          renewals.delete(timer);
         }
-        // Not kept: show the reply to instances waiting now, then free the id so a retry runs again.
-        const shown = await kv.update(key, encode({ s: "failed", f, ...fromReply(reply) }), rev);
-        await kv.delete(key, { previousSeq: shown });
       },
     };
   };
@@ -132,7 +192,14 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
     signal: AbortSignal,
   ): Promise<StoredReply | undefined> => {
     if (signal.aborted) return undefined;
-    const updates = await kv.watch({ key });
+    let updates: Awaited<ReturnType<KV["watch"]>>;
+    try {
+      updates = await kv.watch({ key });
+    } catch {
+      // The bucket is unavailable (a leader election?): pause, then let the caller claim again.
+      await sleep(250);
+      return undefined;
+    }
     let lapse: NodeJS.Timeout | undefined;
     const stop = () => updates.stop();
     const arm = (until: number) => {
@@ -150,6 +217,9 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
         else return toReply(r);
       }
       return undefined;
+    } catch {
+      await sleep(250);
+      return undefined;
     } finally {
       clearTimeout(lapse);
       signal.removeEventListener("abort", stop);
@@ -164,20 +234,18 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
     },
     async claim(id, fingerprint, deadline) {
       const key = kvKey(id);
+      const o = nanoid();
+      const mine = (revision: number) => owner(key, fingerprint, o, revision, deadline);
       for (let tries = 0; tries < 10; tries++) {
         try {
-          return owner(
-            key,
-            fingerprint,
-            await kv.create(key, encode(running(fingerprint))),
-            deadline,
-          );
+          return mine(await kv.create(key, encode(running(fingerprint, o))));
         } catch {
-          // The key exists (or was just written): read what is there.
+          // The key exists (or the create landed but its answer was lost): read what is there.
         }
         const entry = await kv.get(key);
         if (entry === null || entry.operation !== "PUT") continue; // deleted since: create again
         const r = decode(entry.value);
+        if (r?.o === o) return mine(entry.revision); // our own create, or takeover, landed
         const now = Date.now();
         const lapsed =
           r === undefined ||
@@ -186,14 +254,9 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
         if (lapsed || r.s === "failed") {
           // Expired, abandoned by a dead owner, or a failure that is not kept: take the claim.
           try {
-            return owner(
-              key,
-              fingerprint,
-              await kv.update(key, encode(running(fingerprint)), entry.revision),
-              deadline,
-            );
+            return mine(await kv.update(key, encode(running(fingerprint, o)), entry.revision));
           } catch {
-            continue; // another instance was faster
+            continue; // another instance was faster (or the answer was lost: the next read tells)
           }
         }
         if (r.f !== fingerprint) return { status: "conflict" };

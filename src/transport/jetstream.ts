@@ -37,6 +37,7 @@ import {
   type QueueConsumeOptions,
   type QueueConsumer,
   type QueuedCommand,
+  QueueUnavailableError,
 } from "./queue.js";
 
 /** Options for {@link jetstreamQueue}. Give every client and responder of a service the same ones. */
@@ -77,7 +78,13 @@ export interface JetStreamQueueOptions {
 const NS_PER_MS = 1_000_000;
 /** The consumer all responders of a service share. */
 export const CONSUMER_NAME = "ricochet";
-const FETCH_EXPIRES_MS = 30_000;
+/**
+ * A pull waits this long for commands before it is sent again. With heartbeats every
+ * {@link FETCH_HEARTBEAT_MS}, a pull stranded on a consumer leader that died is noticed after two
+ * missed heartbeats and sent again, to the new leader, rather than waiting out the expiry.
+ */
+const FETCH_EXPIRES_MS = 10_000;
+const FETCH_HEARTBEAT_MS = 1_000;
 const MAX_RETRY_DELAY_MS = 60_000;
 
 /** The stream names for `service`. */
@@ -209,6 +216,9 @@ export function jetstreamQueue(
     return ackWaitMs;
   }
 
+  /** Services whose stream has taken a command from this queue. */
+  const stored = new Set<string>();
+
   return {
     maxDeliver,
     async enqueue(service, method, data, headers, timeoutMs): Promise<EnqueueReceipt> {
@@ -223,16 +233,33 @@ export function jetstreamQueue(
         ack = await publish();
       } catch (err) {
         if (!isNoStream(err)) throw err;
-        // No stream captures the subject (JetStream answers "no responders"): create it, once.
-        if (!manage) {
-          throw new Error(
-            `no JetStream stream captures ${subject}; create stream ${streamNames(service).commands} with subjects ${prefix}.${service}.*, or let ricochet manage it`,
+        const stream = streamNames(service).commands;
+        if (stored.delete(service)) {
+          // The stream took commands before: it lost its leader (an election), it was not deleted.
+          // Say so without a lookup, which would wait for the election too; the next failure checks.
+          throw new QueueUnavailableError(
+            `JetStream has no leader for stream ${stream} (a leader election after a server was lost?)`,
             { cause: err },
           );
         }
-        await ensureStreams(service);
+        // No stream captures the subject (JetStream answers "no responders"): create it, once.
+        if (!manage) {
+          throw new Error(
+            `no JetStream stream captures ${subject}; create stream ${stream} with subjects ${prefix}.${service}.*, or let ricochet manage it`,
+            { cause: err },
+          );
+        }
+        try {
+          await ensureStreams(service);
+        } catch (cause) {
+          if (!isNoStream(cause) && (cause as { status?: unknown })?.status !== 503) throw cause;
+          throw new QueueUnavailableError(`JetStream is unavailable for stream ${stream}`, {
+            cause,
+          });
+        }
         ack = await publish();
       }
+      stored.add(service);
       return { duplicate: ack.duplicate, location: `stream ${ack.stream}, seq ${ack.seq}` };
     },
     async consume(service, onCommand, opts): Promise<QueueConsumer> {
@@ -245,6 +272,13 @@ export function jetstreamQueue(
         keepAliveMs: Math.max(1, Math.floor(ackWait / 3)),
         holdMs: opts.holdMs,
         retryDelayMs,
+        onAckLost: (command, err) =>
+          opts.onError?.(
+            new Error(
+              `the ack of ${command.subject} (${command.location}) was not confirmed (${String(err)}); it will be delivered again and answered from the dedupe store`,
+              { cause: err },
+            ),
+          ),
       };
       const loop = new FetchLoop(
         consumer,
@@ -306,7 +340,11 @@ class FetchLoop implements QueueConsumer {
         continue;
       }
       try {
-        const batch = await this.consumer.fetch({ max_messages: room, expires: FETCH_EXPIRES_MS });
+        const batch = await this.consumer.fetch({
+          max_messages: room,
+          expires: FETCH_EXPIRES_MS,
+          idle_heartbeat: FETCH_HEARTBEAT_MS,
+        });
         this.#batch = batch;
         failures = 0;
         // Closing ends the iteration below; awaiting close() before iterating would never return.
@@ -344,7 +382,12 @@ interface CommandEnv {
   /** Stop renewing a command held longer than this. */
   holdMs: number;
   retryDelayMs: number;
+  /** Told when an ack went unconfirmed. */
+  onAckLost?: ((command: QueuedCommand, err: unknown) => void) | undefined;
 }
+
+/** How long an ack waits for the server's confirmation. */
+const ACK_TIMEOUT_MS = 5_000;
 
 /** A delivered JetStream message as a {@link QueuedCommand}; keeps itself alive until settled. */
 class JetStreamCommand implements QueuedCommand {
@@ -394,7 +437,12 @@ class JetStreamCommand implements QueuedCommand {
     return true;
   }
   ack(): void {
-    if (this.#settle()) this.m.ack();
+    if (!this.#settle()) return;
+    // Confirmed, so a lost ack (its consumer leader died) is at least logged. The command is then
+    // delivered again, and answered from the dedupe store without running.
+    this.m.ackAck({ timeout: ACK_TIMEOUT_MS }).catch((err: unknown) => {
+      this.env.onAckLost?.(this, err);
+    });
   }
   retry(): void {
     const delay = Math.min(this.env.retryDelayMs * 2 ** (this.delivery - 1), MAX_RETRY_DELAY_MS);

@@ -71,7 +71,30 @@ class NatsMessage implements TransportMessage {
  */
 export function natsTransport(nc: NatsConnection, options: NatsTransportOptions = {}): Transport {
   const inboxPrefix = options.inboxPrefix;
+  const reconnected = new Set<() => void>();
+  let watching = false;
+  /** Reads the connection's status events once, for every listener, while any listens. */
+  const watchStatus = async () => {
+    watching = true;
+    try {
+      for await (const s of nc.status()) {
+        if (s.type !== "reconnect") continue;
+        for (const listener of [...reconnected]) listener();
+      }
+    } catch {
+      // The connection closed: no more reconnects.
+    } finally {
+      watching = false;
+    }
+  };
   return {
+    onReconnect(listener: () => void) {
+      reconnected.add(listener);
+      if (!watching && !nc.isClosed()) void watchStatus();
+      return () => {
+        reconnected.delete(listener);
+      };
+    },
     get maxPayload() {
       return nc.info?.max_payload ?? 1024 * 1024;
     },

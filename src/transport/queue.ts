@@ -70,7 +70,7 @@ export interface QueueConsumeOptions {
    * delivers it again (to any consumer) once its ack wait runs out.
    */
   holdMs: number;
-  /** Told about failures to fetch commands; the consumer keeps trying. */
+  /** Told about failures to fetch or acknowledge commands; the consumer keeps going. */
   onError?: (err: Error) => void;
 }
 
@@ -102,4 +102,13 @@ export interface DurableQueue {
     onCommand: (command: QueuedCommand) => void,
     options: QueueConsumeOptions,
   ): Promise<QueueConsumer>;
+}
+
+/**
+ * The queue could not take the command now, and certainly did not store it: JetStream had no leader
+ * for its stream (an election after a node was lost). A client retries it until the call's deadline
+ * without counting it as an attempt.
+ */
+export class QueueUnavailableError extends Error {
+  override name = "QueueUnavailableError";
 }

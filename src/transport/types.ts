@@ -70,4 +70,10 @@ export interface Transport {
   createInbox(): string;
   /** The largest payload the bus accepts, in bytes. */
   readonly maxPayload: number;
+  /**
+   * Calls `listener` each time the connection to the bus comes back after it was lost (messages sent
+   * to this connection meanwhile are gone). Returns a function that stops the calls. Optional: a bus
+   * that cannot lose its connection (the memory transport) leaves it out.
+   */
+  onReconnect?(listener: () => void): () => void;
 }

@@ -19,7 +19,7 @@ export interface NatsServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const HOW_TO_GET =
+export const HOW_TO_GET =
   "nats-server was not found on PATH. Install it (Debian/Ubuntu: `apt-get install nats-server`; " +
   "macOS: `brew install nats-server`; or https://github.com/nats-io/nats-server/releases), " +
   "or point the tests at a running server with NATS_URL=nats://127.0.0.1:4222 " +
@@ -31,8 +31,24 @@ function launch(
   storeDir: string,
   wrap: string[] = [],
 ): Promise<{ child: ChildProcess; port: number }> {
+  return launchServer(
+    binary,
+    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir],
+    wrap,
+  );
+}
+
+/**
+ * Runs `binary` with `args` (under `wrap`), and resolves once the server logs that it is ready, with
+ * its process and the client port it listens on.
+ */
+export function launchServer(
+  binary: string,
+  args: readonly string[],
+  wrap: readonly string[] = [],
+): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const argv = [...wrap, binary, "-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
+    const argv = [...wrap, binary, ...args];
     const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
     let settled = false;
@@ -65,7 +81,8 @@ function launch(
   });
 }
 
-function exited(child: ChildProcess): Promise<void> {
+/** Resolves once `child` has exited. */
+export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once("exit", () => resolve()));
 }

@@ -55,15 +55,31 @@ describe("retries", () => {
     return c;
   };
 
-  it("retries NO_RESPONDERS with backoff and completes once a responder starts", async () => {
+  it("rides out a responder restart: retries NO_RESPONDERS past its attempts until one starts, and completes", async () => {
     t = memoryTransport();
     const logs = watchLogs();
-    const c = client({ logger: logs.logger, retry: { attempts: 5, baseMs: 20, maxMs: 50 } });
-    const retrying = logs.next("attempt failed; retrying");
-    const call = c.echo({ text: "eventually" });
+    let unheard = 0;
+    let enough!: () => void;
+    const tried = new Promise<void>((resolve) => {
+      enough = resolve;
+    });
+    const c = client({
+      logger: logs.logger,
+      retry: { attempts: 3, baseMs: 4, maxMs: 8 },
+      onRetry: ({ code }: { code: string }) => {
+        if (code === "NO_RESPONDERS" && ++unheard === 6) enough();
+      },
+    });
+    const retrying = logs.next(
+      "no responder received the attempt; retrying until one does or the deadline passes",
+    );
+    const call = c.echo({ text: "eventually" }, { timeoutMs: 10_000 });
     await retrying;
+    // Twice the call's attempts found nobody: none of them counted.
+    await tried;
     await serve(billingHandlers);
     await expect(call).resolves.toEqual({ text: "eventually" });
+    expect(unheard).toBeGreaterThanOrEqual(6);
   });
 
   it("keeps one id and one reply subject across attempts, and sends the attempt number from 2 on", async () => {

@@ -10,6 +10,7 @@ import { createClient } from "../../src/client.js";
 import { defineContract, method } from "../../src/contract.js";
 import { memoryDedupe } from "../../src/dedupe/memory.js";
 import type { DedupeStore } from "../../src/dedupe/types.js";
+import type { RpcError } from "../../src/errors.js";
 import { encodeBody } from "../../src/protocol.js";
 import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
@@ -281,11 +282,13 @@ describe("robustness", () => {
     expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);
   });
 
-  it("still answers when the dedupe store fails to claim or to record", async () => {
+  it("never runs a call without deduplication: a store that cannot claim refuses it with UNAVAILABLE; one that cannot record still answers", async () => {
     t = memoryTransport();
     let runs = 0;
+    let claims = 0;
     const failing = (where: "claim" | "finish"): DedupeStore => ({
       async claim(id, fp) {
+        claims++;
         if (where === "claim") throw new Error("store down");
         const claim = await memoryDedupe().claim(id, fp);
         if (claim.status !== "owner") return claim;
@@ -297,6 +300,7 @@ describe("robustness", () => {
         };
       },
     });
+    const outcomes: unknown[] = [];
     for (const where of ["claim", "finish"] as const) {
       const r = createResponder(
         billing,
@@ -315,11 +319,17 @@ describe("robustness", () => {
       );
       await r.start();
       const c = createClient(billing, { transport: t, retry: { attempts: 1 } });
-      await expect(c.echo({ text: where })).resolves.toEqual({ text: where });
+      outcomes.push(
+        await c.echo({ text: where }, { timeoutMs: 300 }).catch((e: RpcError) => e.code),
+      );
       await c.close();
       await r.stop();
     }
-    expect(runs).toBe(2);
+    // The claim was retried until the deadline, then the call refused unrun; the finish failure is
+    // only logged: the handler ran and its caller got the reply.
+    expect(outcomes).toEqual(["UNAVAILABLE", { text: "finish" }]);
+    expect(claims).toBeGreaterThan(2);
+    expect(runs).toBe(1);
   });
 
   it("clamps a budget header beyond the timer range instead of aborting at once", async () => {
