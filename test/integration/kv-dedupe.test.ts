@@ -13,6 +13,7 @@ import { createResponder, type Handlers, type Responder } from "../../src/respon
 import { natsTransport } from "../../src/transport/nats.js";
 import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
 import { startChild } from "../support/child-process.js";
+import { startNatsServer } from "../support/nats-server.js";
 
 describe("kvDedupe on a real nats-server", () => {
   let ncs: NatsConnection[] = [];
@@ -195,6 +196,69 @@ describe("kvDedupe on a real nats-server", () => {
     await observer.flush();
     expect(victim).toBe(String(child.pid));
     expect(effects).toEqual(["survivor"]);
+  });
+
+  it("an owner whose writes landed but whose answers were lost (a leader change) keeps its claim and records its reply", async () => {
+    // The bucket applies every first write, then loses its answer, as when its leader dies just after.
+    const lost = new Set<string>();
+    const flaky = new Proxy(kv, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop !== "create" && prop !== "update") return value;
+        return async (...args: unknown[]) => {
+          const result = await (value as (...a: unknown[]) => Promise<number>).apply(target, args);
+          const what = `${String(prop)}:${new TextDecoder().decode(args[1] as Uint8Array).slice(0, 12)}`;
+          if (lost.has(what)) return result;
+          lost.add(what);
+          throw new Error(`timeout (${what} applied, answer lost)`);
+        };
+      },
+    }) as KV;
+    const store = kvDedupe(flaky, { ttlMs: 60_000, leaseMs: 90 });
+    stops.push(async () => store.close());
+    const claim = await store.claim("lost-1", "charge:x", Date.now() + 5_000);
+    expect(claim.status).toBe("owner"); // its own create, found by its token
+    if (claim.status !== "owner") return;
+    // Renewals (every 30 ms) go on past a lost answer: the lease never lapses while the owner lives.
+    const other = kvDedupe(await new Kvm(ncs[1] as NatsConnection).open(bucket), { leaseMs: 90 });
+    stops.push(async () => other.close());
+    const watcher = await other.claim("lost-1", "charge:x");
+    expect(watcher.status).toBe("running");
+    await new Promise((resolve) => setTimeout(resolve, 400)); // > 4 leases: a lapse would show
+    expect((await other.claim("lost-1", "charge:x")).status).toBe("running");
+    await claim.finish({ data: new TextEncoder().encode('"once"') }, true);
+    const replay = await other.claim("lost-1", "charge:x");
+    expect(replay.status === "done" && new TextDecoder().decode(replay.reply.data)).toBe('"once"');
+    expect([...lost].some((w) => w.startsWith('update:{"s":"done"'))).toBe(true);
+  });
+
+  it("an owner keeps trying to record its reply while the server is down, and records it once it is back", async () => {
+    await using server = await startNatsServer();
+    const nc = await connect({
+      servers: server.url,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 100,
+    });
+    stops.push(() => nc.close());
+    const own = await new Kvm(nc).create(`${bucket}_restart`, { history: 1 });
+    const store = kvDedupe(own, { ttlMs: 60_000, leaseMs: 30_000 });
+    stops.push(async () => store.close());
+    const claim = await store.claim("restart-1", "charge:x", Date.now() + 10_000);
+    if (claim.status !== "owner") throw new Error(`expected owner, got ${claim.status}`);
+    await server.stop();
+    let recorded = false;
+    const finishing = Promise.resolve(
+      claim.finish({ data: new TextEncoder().encode('"kept"') }, true),
+    ).then(() => {
+      recorded = true;
+    });
+    // Its first writes fail while the server is down; it is still trying, not given up.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(recorded).toBe(false);
+    await server.restart();
+    await finishing;
+    const replay = await store.claim("restart-1", "charge:x");
+    expect(replay.status === "done" && new TextDecoder().decode(replay.reply.data)).toBe('"kept"');
   });
 
   it("keys any call id safely", () => {
