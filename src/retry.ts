@@ -8,7 +8,9 @@
 /** How a client retries a call. A call keeps one id and one reply subject across all its attempts. */
 export interface RetryOptions {
   /**
-   * Attempts in total, counting the first. `1` turns retries off.
+   * Attempts in total, counting the first. `1` turns retries off. An attempt answered `NO_RESPONDERS`
+   * reached nobody, so it does not count: it is retried with backoff until the deadline (unless this
+   * is `1`, when it rejects at once).
    * @default 3
    */
   attempts?: number;
