@@ -9,7 +9,7 @@ import { RpcError } from "./errors.js";
 import { HEADER_ATTEMPT, HEADER_PROGRESS, HEADER_TIMEOUT, MAX_BUDGET_MS } from "./protocol.js";
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
-import { PayloadTooLargeError } from "./transport/errors.js";
+import { PayloadTooLargeError, permissionError } from "./transport/errors.js";
 import {
   type DurableQueue,
   type EnqueueReceipt,
@@ -129,6 +129,16 @@ export class Call {
     if (aborted) this.cancel(aborted.reason);
     else this.#send();
     return this.promise;
+  }
+
+  /** The server refused a publish or subscription this call needs: settle with PERMISSION_DENIED. */
+  deny(what: string, serverSays: string): void {
+    const { subject, callId } = this.spec.scope;
+    const message = `${subject}: permission denied: this connection may not ${what} (the server said: ${serverSays}; call ${callId}); grant it in the server's authorization for this user (see docs/security.md)`;
+    this.settle({
+      ok: false,
+      error: new RpcError("PERMISSION_DENIED", message, { callId, subject }),
+    });
   }
 
   cancel(reason: unknown): void {
@@ -333,6 +343,15 @@ export class Call {
     clearTimeout(this.#timer);
     const { subject, callId } = this.spec.scope;
     const text = err instanceof Error ? err.message : String(err);
+    const denied = permissionError(err);
+    if (denied) {
+      const to = denied.subject ?? "the durable queue";
+      this.deny(
+        `${denied.operation === "publish" ? "publish to" : "subscribe to"} ${to} (to store the durable command)`,
+        text,
+      );
+      return;
+    }
     if (err instanceof Error && /timeout/i.test(`${err.name} ${err.message}`)) {
       // No confirmation is not "not stored": wait for a reply as for an unanswered attempt.
       this.#maybeStored = true;

@@ -202,11 +202,35 @@ export function createClient<C extends AnyContract>(
       inbox = transport.createInbox();
       inboxLength = inbox.length + 1;
       // Replies sent while the connection was down are lost: durable calls waiting for theirs ask again.
-      unwatchReconnects = transport.onReconnect?.(() => {
-        for (const call of [...pending.values()]) call.askAgain();
-      });
-      replySub = transport.subscribe(`${inbox}.*`, onReply, {
-        onError: (err) => log.error({ err }, "reply subscription failed"),
+      const unwatch = [
+        transport.onReconnect?.(() => {
+          for (const call of [...pending.values()]) call.askAgain();
+        }),
+        // The server says so at once: calls to a subject this user may not publish to fail now.
+        transport.onDenied?.((denied) => {
+          if (denied.operation !== "publish") return;
+          for (const call of [...pending.values()]) {
+            if (call.spec.scope.subject === denied.subject) {
+              call.deny(`publish to ${denied.subject}`, denied.message);
+            }
+          }
+        }),
+      ];
+      unwatchReconnects = () => {
+        for (const u of unwatch) u?.();
+      };
+      const replies = `${inbox}.*`;
+      replySub = transport.subscribe(replies, onReply, {
+        onError: (err) => {
+          log.error({ err }, "reply subscription failed");
+          if (err.name !== "PermissionViolationError") return;
+          // No reply could ever arrive: fail every call now, and subscribe again for the next one.
+          inbox = undefined;
+          unwatchReconnects?.();
+          for (const call of [...pending.values()]) {
+            call.deny(`subscribe to its reply subject ${replies}`, err.message);
+          }
+        },
       });
     }
     return inbox;

@@ -137,12 +137,14 @@ function documents(src: DiscoverySource) {
 
 /**
  * Subscribes to the control subjects (no queue group: every instance answers) and answers them.
- * Returns the subscriptions, for the responder to drain on stop.
+ * Returns the subscriptions, for the responder to drain on stop. `onError` hears of subscriptions
+ * the bus refused.
  */
 export function serveDiscovery(
   transport: Transport,
   src: DiscoverySource,
   log: Logger,
+  onError: (err: Error, subject: string) => void = () => undefined,
 ): TransportSubscription[] {
   const docs = documents(src);
   return VERBS.flatMap((verb) =>
@@ -158,7 +160,12 @@ export function serveDiscovery(
             log.warn({ err, subject }, "could not answer a discovery request");
           }
         },
-        { onError: (err) => log.error({ err, subject }, "discovery subscription failed") },
+        {
+          onError: (err) => {
+            log.error({ err, subject }, "discovery subscription failed");
+            onError(err, subject);
+          },
+        },
       ),
     ),
   );

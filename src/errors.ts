@@ -37,6 +37,11 @@ export const RPC_CODES = {
    * again. The call's effects happened once; its result is gone.
    */
   REPLY_DROPPED: { status: 410, retryable: false },
+  /**
+   * The server refused the connection a publish or a subscription the call needs, for want of
+   * permission; the message names the subject. Not retried: grant the permission (docs/security.md).
+   */
+  PERMISSION_DENIED: { status: 403, retryable: false },
   /** The caller aborted the call (its `signal`), or the client was closed. */
   CANCELLED: { status: 499, retryable: false },
   /** The handler failed in a way the contract does not declare. Details stay in the responder's log. */

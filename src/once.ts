@@ -11,6 +11,7 @@ import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { RpcError } from "./errors.js";
 import { type Execution, errorReply } from "./execute.js";
 import { HEADER_ERROR_CODE } from "./protocol.js";
+import { permissionError } from "./transport/errors.js";
 
 /** The call being deduplicated. */
 export interface OnceCall {
@@ -79,6 +80,14 @@ export async function runOnce(
       const pending = store.claim(call.id, print, call.deadline);
       claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
+      const denied = permissionError(err);
+      if (denied) {
+        // Waiting will not help: say so now, naming what the responder may not do.
+        const subject = denied.subject ?? "its dedupe store";
+        log.error({ ...scopeOf(call), err }, "the responder may not use its dedupe store");
+        const message = `${call.subject}: the responder may not use its dedupe store (the server refused ${subject}: ${denied.message}); call ${call.id} not run. Grant the responder's user access to the bucket (see docs/security.md)`;
+        return errorReply(new RpcError("PERMISSION_DENIED", message, scopeOf(call)));
+      }
       // A store that cannot answer (a leader election, an outage) must not let the call run without
       // deduplication, which could run it twice: try again until the deadline, then refuse it.
       const delay = Math.min(50 * 2 ** failures++, 1000);

@@ -283,12 +283,21 @@ export function createResponder<C extends AnyContract>(
 
   /** Subscribes to every method, the durable queue and discovery; resolves once the bus has them. */
   const subscribe = async () => {
-    subs = Object.entries(contract.methods).map(([name, m]) =>
-      transport.subscribe(methodSubject(contract.service, name), (msg) => onMessage(name, m, msg), {
+    // A subscription the server refuses is reported before the flush below completes.
+    const refused: { subject: string; err: Error }[] = [];
+    const onRefused = (err: Error, subject: string) => {
+      if (err.name === "PermissionViolationError") refused.push({ subject, err });
+    };
+    subs = Object.entries(contract.methods).map(([name, m]) => {
+      const subject = methodSubject(contract.service, name);
+      return transport.subscribe(subject, (msg) => onMessage(name, m, msg), {
         queue,
-        onError: (err) => log.error({ err, method: name }, "subscription failed"),
-      }),
-    );
+        onError: (err) => {
+          log.error({ err, method: name }, "subscription failed");
+          onRefused(err, subject);
+        },
+      });
+    });
     if (queueOf !== undefined) {
       consumer = await queueOf.consume(contract.service, onCommand, {
         window: concurrency,
@@ -301,10 +310,22 @@ export function createResponder<C extends AnyContract>(
         methodSubject(contract.service, name),
       );
       subs.push(
-        ...serveDiscovery(transport, { contract, id, started: new Date(), endpoints, stats }, log),
+        ...serveDiscovery(
+          transport,
+          { contract, id, started: new Date(), endpoints, stats },
+          log,
+          onRefused,
+        ),
       );
     }
     await transport.flush();
+    if (refused.length > 0) {
+      const subjects = refused.map((r) => r.subject).join(", ");
+      throw new Error(
+        `createResponder(): ${contract.service}: the server refused to subscribe to ${subjects} (${refused[0]?.err.message}); grant this user subscribe permission on those subjects (see docs/security.md)`,
+        { cause: refused[0]?.err },
+      );
+    }
   };
 
   return {

@@ -98,6 +98,7 @@ describe("contract types", () => {
           | "INVALID_RESPONSE"
           | "ID_REUSED"
           | "PAYLOAD_TOO_LARGE"
+          | "PERMISSION_DENIED"
           | "REPLY_DROPPED"
           | "CANCELLED"
           | "INTERNAL"

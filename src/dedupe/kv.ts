@@ -8,6 +8,7 @@
  */
 import type { KV } from "@nats-io/kv";
 import { nanoid } from "nanoid";
+import { permissionError } from "../transport/errors.js";
 import type { Claim, DedupeStore, StoredReply } from "./types.js";
 
 /** Options for {@link kvDedupe}. */
@@ -239,7 +240,8 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
       for (let tries = 0; tries < 10; tries++) {
         try {
           return mine(await kv.create(key, encode(running(fingerprint, o))));
-        } catch {
+        } catch (err) {
+          if (permissionError(err)) throw err;
           // The key exists (or the create landed but its answer was lost): read what is there.
         }
         const entry = await kv.get(key);

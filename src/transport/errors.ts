@@ -18,3 +18,25 @@ export class PayloadTooLargeError extends Error {
     super(`message of ${size} bytes exceeds the bus's max_payload of ${limit} bytes`, options);
   }
 }
+
+/** A refusal for want of permission, as the NATS client reports it: the operation and the subject. */
+export type PermissionError = Error & { operation?: string; subject?: string };
+
+/**
+ * The permission violation behind `err` (itself, or one of its causes: nats.js wraps it in a
+ * `RequestError` for requests), or `undefined`. Matched by name, so that two copies of the NATS client
+ * in node_modules still agree.
+ */
+export function permissionError(err: unknown): PermissionError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e.name === "PermissionViolationError") return e as PermissionError;
+    const m = /Permissions Violation for (Publish|Subscription) to "([^"]+)"/.exec(e.message);
+    if (m) {
+      return Object.assign(e, {
+        operation: m[1] === "Publish" ? "publish" : "subscription",
+        subject: m[2],
+      }) as PermissionError;
+    }
+  }
+  return undefined;
+}

@@ -27,6 +27,7 @@ import type {
   JsMsg,
   StreamConfig,
 } from "@nats-io/jetstream";
+import { permissionError } from "./errors.js";
 import { oneLine } from "./headers.js";
 import { headersOf, RecordHeaders, recordOf } from "./nats-headers.js";
 import {
@@ -125,6 +126,7 @@ export function jetstreamQueue(
   const jsm = () => {
     manager ??= js.jetstreamManager().catch((err: unknown) => {
       manager = undefined;
+      if (permissionError(err)) throw denied(err, "use JetStream's API");
       throw new Error(
         `jetstreamQueue(): JetStream is not available on this connection (${String(err)}); run nats-server with -js`,
         { cause: err },
@@ -232,7 +234,7 @@ export function jetstreamQueue(
       try {
         ack = await publish();
       } catch (err) {
-        if (!isNoStream(err)) throw err;
+        if (!isNoStream(err)) throw denied(err, `publish durable commands to ${subject}`);
         const stream = streamNames(service).commands;
         if (stored.delete(service)) {
           // The stream took commands before: it lost its leader (an election), it was not deleted.
@@ -263,8 +265,15 @@ export function jetstreamQueue(
       return { duplicate: ack.duplicate, location: `stream ${ack.stream}, seq ${ack.seq}` };
     },
     async consume(service, onCommand, opts): Promise<QueueConsumer> {
-      const ackWait = await ensureConsumer(service);
-      const consumer = await js.consumers.get(streamNames(service).commands, CONSUMER_NAME);
+      const stream = streamNames(service).commands;
+      let ackWait: number;
+      let consumer: PullConsumer;
+      try {
+        ackWait = await ensureConsumer(service);
+        consumer = await js.consumers.get(stream, CONSUMER_NAME);
+      } catch (err) {
+        throw denied(err, `use stream ${stream} and its consumer ${CONSUMER_NAME}`);
+      }
       const env: CommandEnv = {
         js,
         prefixLength: prefix.length + service.length + 2,
@@ -472,6 +481,22 @@ class JetStreamCommand implements QueuedCommand {
     this.ack();
     return subject;
   }
+}
+
+/**
+ * `err`, explained when the server refused this connection something for want of permission (and
+ * keeping its name and subject, so callers can still tell).
+ */
+function denied(err: unknown, what: string): unknown {
+  const refused = permissionError(err);
+  if (refused === undefined || refused.message.startsWith("jetstreamQueue():")) return err;
+  const { subject, operation } = refused;
+  const explained = new Error(
+    `jetstreamQueue(): this connection may not ${what}: the server refused ${operation === "publish" ? "publish to" : "subscribe to"} ${subject ?? "a subject"} (${refused.message}); grant the user the JetStream permissions in docs/security.md`,
+    { cause: err },
+  );
+  explained.name = "PermissionViolationError";
+  return Object.assign(explained, { subject, operation });
 }
 
 function isNotFound(err: unknown): boolean {

@@ -8,6 +8,7 @@ import { PayloadTooLargeError } from "./errors.js";
 import { assertValidHeaders } from "./headers.js";
 import { headersOf, RecordHeaders, recordOf } from "./nats-headers.js";
 import type {
+  Denied,
   PublishOptions,
   SubscribeOptions,
   Transport,
@@ -72,29 +73,43 @@ class NatsMessage implements TransportMessage {
 export function natsTransport(nc: NatsConnection, options: NatsTransportOptions = {}): Transport {
   const inboxPrefix = options.inboxPrefix;
   const reconnected = new Set<() => void>();
+  const deniedListeners = new Set<(denied: Denied) => void>();
   let watching = false;
   /** Reads the connection's status events once, for every listener, while any listens. */
   const watchStatus = async () => {
     watching = true;
     try {
       for await (const s of nc.status()) {
-        if (s.type !== "reconnect") continue;
-        for (const listener of [...reconnected]) listener();
+        if (s.type === "reconnect") {
+          for (const listener of [...reconnected]) listener();
+        } else if (s.type === "error" && s.error.name === "PermissionViolationError") {
+          // By name: a second copy of nats-core in node_modules would defeat instanceof.
+          const e = s.error as Error & { operation?: string; subject?: string };
+          const denied: Denied = {
+            operation: e.operation === "publish" ? "publish" : "subscribe",
+            subject: e.subject ?? "",
+            message: e.message,
+          };
+          for (const listener of [...deniedListeners]) listener(denied);
+        }
       }
     } catch {
-      // The connection closed: no more reconnects.
+      // The connection closed: no more events.
     } finally {
       watching = false;
     }
   };
+  /** Adds `listener` to `set`, starting the status watcher; returns its removal. */
+  const listen = <T>(set: Set<T>, listener: T) => {
+    set.add(listener);
+    if (!watching && !nc.isClosed()) void watchStatus();
+    return () => {
+      set.delete(listener);
+    };
+  };
   return {
-    onReconnect(listener: () => void) {
-      reconnected.add(listener);
-      if (!watching && !nc.isClosed()) void watchStatus();
-      return () => {
-        reconnected.delete(listener);
-      };
-    },
+    onReconnect: (listener: () => void) => listen(reconnected, listener),
+    onDenied: (listener: (denied: Denied) => void) => listen(deniedListeners, listener),
     get maxPayload() {
       return nc.info?.max_payload ?? 1024 * 1024;
     },

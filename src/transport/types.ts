@@ -76,4 +76,19 @@ export interface Transport {
    * that cannot lose its connection (the memory transport) leaves it out.
    */
   onReconnect?(listener: () => void): () => void;
+  /**
+   * Calls `listener` each time the server refuses this connection a publish or a subscription for
+   * want of permission (it says so asynchronously, naming the subject). Returns a function that stops
+   * the calls. Optional: a bus without permissions leaves it out.
+   */
+  onDenied?(listener: (denied: Denied) => void): () => void;
+}
+
+/** A publish or subscription the server refused for want of permission. */
+export interface Denied {
+  readonly operation: "publish" | "subscribe";
+  /** The subject it was refused for. */
+  readonly subject: string;
+  /** The server's words, e.g. `Permissions Violation for Publish to "billing.charge"`. */
+  readonly message: string;
 }

@@ -3,7 +3,7 @@
  * need a real server (and may stop or restart it).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -30,12 +30,10 @@ function launch(
   port: number,
   storeDir: string,
   wrap: string[] = [],
+  config?: string,
 ): Promise<{ child: ChildProcess; port: number }> {
-  return launchServer(
-    binary,
-    ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir],
-    wrap,
-  );
+  const flags = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
+  return launchServer(binary, config === undefined ? flags : ["-c", config, ...flags], wrap);
 }
 
 /**
@@ -94,15 +92,22 @@ export async function startNatsServer(
     binary?: string;
     /** A command to run it under, e.g. `["taskset", "-c", "0"]` to pin it to a CPU. */
     wrap?: string[];
+    /** Server config text (authorization, TLS); the address, port and JetStream store are set here. */
+    config?: string;
   } = {},
 ): Promise<NatsServer> {
   const binary = options.binary ?? "nats-server";
   const wrap = options.wrap ?? [];
   const storeDir = mkdtempSync(join(tmpdir(), "ricochet-nats-"));
+  let config: string | undefined;
+  if (options.config !== undefined) {
+    config = join(storeDir, "server.conf");
+    writeFileSync(config, options.config);
+  }
   let child: ChildProcess;
   let port: number;
   try {
-    ({ child, port } = await launch(binary, -1, storeDir, wrap));
+    ({ child, port } = await launch(binary, -1, storeDir, wrap, config));
   } catch (err) {
     rmSync(storeDir, { recursive: true, force: true });
     throw err;
@@ -121,7 +126,7 @@ export async function startNatsServer(
     stop,
     async restart() {
       await stop();
-      ({ child, port } = await launch(binary, port, storeDir, wrap));
+      ({ child, port } = await launch(binary, port, storeDir, wrap, config));
     },
     async [Symbol.asyncDispose]() {
       await stop();
