@@ -18,6 +18,9 @@ import {
 } from "./transport/queue.js";
 import type { Transport, TransportMessage } from "./transport/types.js";
 
+/** The least time left worth another try after a no-responders answer, ms. */
+const MIN_LAST_TRY_MS = 10;
+
 /** A call the client has validated and encoded. */
 export interface CallSpec {
   readonly scope: ReplyScope;
@@ -201,7 +204,13 @@ export class Call {
       this.spec.policy.maxMs,
       Math.max(1, this.spec.policy.baseMs) * 2 ** (this.#unheard - 1),
     );
-    const delayMs = Math.min(Math.ceil(ceiling / 2 + backoffMs(this.spec.policy, 2) / 2), left);
+    const delayMs = Math.ceil(ceiling / 2 + backoffMs(this.spec.policy, 2) / 2);
+    if (left - delayMs < MIN_LAST_TRY_MS) {
+      // Too little time for another try to be answered (its window would end before a no-responders
+      // status could arrive, turning the real reason into TIMEOUT): settle with it now.
+      this.#fail();
+      return;
+    }
     const code = this.#refusal?.code ?? "NO_RESPONDERS";
     if (this.#unheard === 1) {
       const { callId, subject } = this.spec.scope;

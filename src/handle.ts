@@ -18,9 +18,14 @@ import {
   decodeBody,
   HEADER_ATTEMPT,
   HEADER_CALL_ID,
+  HEADER_PROGRESS,
   HEADER_TIMEOUT,
+  INVALID,
+  isValidCallId,
   MAX_BUDGET_MS,
-  parseIntHeader,
+  MAX_CALL_ID_LENGTH,
+  parseAttemptHeader,
+  parseMillisHeader,
 } from "./protocol.js";
 import type { QueuedCommand } from "./transport/queue.js";
 import type { TransportMessage } from "./transport/types.js";
@@ -88,8 +93,10 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
   return async (incoming) => {
     const { name, method, msg, received, command } = incoming;
     const subject = msg.subject;
-    const sentId = msg.header(HEADER_CALL_ID);
-    const id = sentId || nanoid();
+    const sent = callHeaders(msg);
+    const sentId = sent.id;
+    const idOk = sentId === undefined || isValidCallId(sentId);
+    const id = sentId !== undefined && idOk ? sentId : nanoid();
     const scope = { callId: id, subject };
     /** A failure before the handler ran: another delivery (or instance) may do better. */
     const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply, retryable: true });
@@ -103,14 +110,16 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
       const message = `${subject}: this responder serves ${service} ${contract.version}, which has no method '${name}' (call ${id})`;
       return fail(new RpcError("UNAVAILABLE", message, scope));
     }
-    // A stored command's caller budget says nothing about now: each delivery gets the default.
-    const sentBudget = command ? undefined : parseIntHeader(msg.header(HEADER_TIMEOUT));
-    const deadline = received + Math.min(sentBudget ?? defaultTimeoutMs, MAX_BUDGET_MS);
-    if (Date.now() >= deadline) {
-      log.debug(scope, "deadline passed while the call waited; handler not run");
-      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
-      return fail(new RpcError("TIMEOUT", message, scope));
+    const broken = brokenHeader(sent, idOk);
+    if (broken !== undefined) {
+      const message = `${subject}: invalid request: ${broken} (call ${id})`;
+      return poison(
+        new RpcError("INVALID_REQUEST", message, { ...scope, details: { header: broken } }),
+      );
     }
+    // A stored command's caller budget says nothing about now: each delivery gets the default.
+    const sentBudget = command ? undefined : (sent.timeout as number | undefined);
+    const deadline = received + Math.min(sentBudget ?? defaultTimeoutMs, MAX_BUDGET_MS);
     let body: unknown;
     try {
       body = decodeBody(msg.data);
@@ -126,14 +135,97 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
       const details = { issues: checked.issues };
       return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
-    const attempt = command ? command.delivery : (parseIntHeader(msg.header(HEADER_ATTEMPT)) ?? 1);
+    // Checked after validation: an invalid request is INVALID_REQUEST however late it is.
+    if (Date.now() >= deadline) {
+      log.debug(scope, "deadline passed while the call waited; handler not run");
+      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
+      return fail(new RpcError("TIMEOUT", message, scope));
+    }
+    const attempt = command ? command.delivery : ((sent.attempt as number | undefined) ?? 1);
     const handler = handlers[name] as (request: unknown, ctx: LazyContext) => unknown;
     const run = () => {
       const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
       return execute(handler, checked.value, method, ctx, log, use);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
-    if (once === undefined || !sentId) return await run();
+    if (once === undefined || sentId === undefined) return await run();
     return await runOnce(once, { id, method: name, data: msg.data, deadline, subject }, run);
   };
+}
+
+/** ricochet's own request headers, by their lower-case names. */
+const OWN_HEADERS = new Map(
+  [HEADER_CALL_ID, HEADER_TIMEOUT, HEADER_ATTEMPT, HEADER_PROGRESS].map((h) => [
+    h.toLowerCase(),
+    h,
+  ]),
+);
+
+/** A call's own headers as sent, each parsed by its rule (see docs/protocol.md). */
+interface CallHeaders {
+  id?: string;
+  timeout?: number | typeof INVALID | undefined;
+  attempt?: number | typeof INVALID | undefined;
+  progress?: number | typeof INVALID | undefined;
+  /** A header sent under two spellings (`Nats-Msg-Id` and `nats-msg-id`). */
+  repeated?: string;
+}
+
+/**
+ * Reads ricochet's own headers from `msg`, matching their names case-insensitively (as HTTP and
+ * nats.go's canonical form do). The exact spelling is the common case and costs one lookup each; other
+ * spellings are looked for only when a message has headers the exact lookups did not all find.
+ */
+function callHeaders(msg: TransportMessage): CallHeaders {
+  let id = msg.header(HEADER_CALL_ID);
+  let timeout = msg.header(HEADER_TIMEOUT);
+  let attempt = msg.header(HEADER_ATTEMPT);
+  let progress = msg.header(HEADER_PROGRESS);
+  let repeated: string | undefined;
+  const all = msg.headers();
+  for (const key in all) {
+    const canonical = OWN_HEADERS.get(key.toLowerCase());
+    if (canonical === undefined || canonical === key) continue;
+    const value = all[key] as string;
+    const seen =
+      canonical === HEADER_CALL_ID
+        ? id
+        : canonical === HEADER_TIMEOUT
+          ? timeout
+          : canonical === HEADER_ATTEMPT
+            ? attempt
+            : progress;
+    if (seen !== undefined) repeated = canonical;
+    else if (canonical === HEADER_CALL_ID) id = value;
+    else if (canonical === HEADER_TIMEOUT) timeout = value;
+    else if (canonical === HEADER_ATTEMPT) attempt = value;
+    else progress = value;
+  }
+  const out: CallHeaders = {};
+  if (id !== undefined) out.id = id;
+  if (timeout !== undefined) out.timeout = parseMillisHeader(timeout);
+  if (attempt !== undefined) out.attempt = parseAttemptHeader(attempt);
+  if (progress !== undefined) out.progress = parseMillisHeader(progress);
+  if (repeated !== undefined) out.repeated = repeated;
+  return out;
+}
+
+/** Why the call's own headers break their rules, or `undefined` when they do not. */
+function brokenHeader(sent: CallHeaders, idOk: boolean): string | undefined {
+  if (sent.repeated !== undefined) {
+    return `header ${sent.repeated} was sent more than once (names are matched case-insensitively)`;
+  }
+  if (!idOk) {
+    return `${HEADER_CALL_ID} must be 1 to ${MAX_CALL_ID_LENGTH} visible ASCII characters (no spaces, controls or non-ASCII)`;
+  }
+  if (sent.timeout === INVALID) {
+    return `${HEADER_TIMEOUT} must be whole milliseconds in ASCII digits (no sign, spaces, decimals or exponent)`;
+  }
+  if (sent.attempt === INVALID) {
+    return `${HEADER_ATTEMPT} must be an integer from 1 in ASCII digits, without leading zeros`;
+  }
+  if (sent.progress === INVALID) {
+    return `${HEADER_PROGRESS} must be whole milliseconds in ASCII digits`;
+  }
+  return undefined;
 }

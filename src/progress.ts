@@ -12,7 +12,7 @@
  * @module
  */
 import type { Logger } from "pino";
-import { HEADER_PROGRESS, MAX_BUDGET_MS, parseIntHeader } from "./protocol.js";
+import { HEADER_PROGRESS, MAX_BUDGET_MS, parseMillisHeader } from "./protocol.js";
 import type { Transport } from "./transport/types.js";
 
 /** How often held calls are checked, in ms: the most a progress message is late. */
@@ -61,8 +61,8 @@ export class ProgressTracker {
     budgetMs: () => number,
   ): HeldCall | undefined {
     if (reply === undefined || header === undefined) return undefined;
-    const window = parseIntHeader(header);
-    if (window === undefined || window === 0) return undefined;
+    const window = parseMillisHeader(header);
+    if (typeof window !== "number" || window === 0) return undefined;
     const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(window, MAX_BUDGET_MS) / 2));
     const deadline = received + Math.min(budgetMs(), MAX_BUDGET_MS);
     const call: HeldCall = { reply, due: received + every, every, deadline };

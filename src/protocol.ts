@@ -99,9 +99,39 @@ function codeForStatus(status: number): string {
   return "INTERNAL";
 }
 
-/** Parses a non-negative integer header; anything else is `undefined`. */
-export function parseIntHeader(value: string | undefined): number | undefined {
-  if (value === undefined || value === "") return undefined;
+/** What a header that breaks its rule parses to (as opposed to `undefined`, for an absent one). */
+export const INVALID = Symbol("invalid header");
+
+/**
+ * Parses a duration header (`Ricochet-Timeout`, `Ricochet-Progress`): whole milliseconds written as
+ * ASCII digits only (no sign, space, decimal point, exponent or `0x`), clamped to
+ * {@link MAX_BUDGET_MS}. `undefined` when absent; {@link INVALID} when it breaks the rule.
+ */
+export function parseMillisHeader(value: string | undefined): number | undefined | typeof INVALID {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]{1,32}$/.test(value)) return INVALID;
+  // More than 10 digits is above 2^31-1 whatever they are: clamp without parsing a huge number.
+  return value.length > 10 ? MAX_BUDGET_MS : Math.min(Number(value), MAX_BUDGET_MS);
+}
+
+/**
+ * Parses `Ricochet-Attempt`: an integer from 1 to 2^31-1 in ASCII digits, without leading zeros.
+ * `undefined` when absent; {@link INVALID} when it breaks the rule.
+ */
+export function parseAttemptHeader(value: string | undefined): number | undefined | typeof INVALID {
+  if (value === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,9}$/.test(value)) return INVALID;
   const n = Number(value);
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  return n <= MAX_BUDGET_MS ? n : INVALID;
+}
+
+/** The longest call id accepted, in characters. */
+export const MAX_CALL_ID_LENGTH = 512;
+
+/**
+ * Whether `id` is a valid call id (`Nats-Msg-Id`): 1 to {@link MAX_CALL_ID_LENGTH} visible ASCII
+ * characters (`!` to `~`: no spaces, controls or non-ASCII).
+ */
+export function isValidCallId(id: string): boolean {
+  return id.length > 0 && id.length <= MAX_CALL_ID_LENGTH && /^[\x21-\x7e]+$/.test(id);
 }

@@ -26,7 +26,7 @@ import {
   HEADER_PROGRESS,
   HEADER_TIMEOUT,
   methodSubject,
-  parseIntHeader,
+  parseMillisHeader,
 } from "./protocol.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
@@ -224,7 +224,8 @@ export function createResponder<C extends AnyContract>(
     const received = Date.now();
     // Held from receipt: a caller that retried a queued call elsewhere would have it run twice.
     const held = progress.hold(msg.reply, msg.header(HEADER_PROGRESS), received, () => {
-      return parseIntHeader(msg.header(HEADER_TIMEOUT)) ?? defaultTimeoutMs;
+      const budget = parseMillisHeader(msg.header(HEADER_TIMEOUT));
+      return typeof budget === "number" ? budget : defaultTimeoutMs;
     });
     const job: Job = { name, method, msg, received, t0: performance.now(), held };
     if (admission.offer(job)) return;

@@ -71,9 +71,16 @@ export function headersOf(msg: { readonly headers?: MsgHdrs | undefined }): MsgH
   }
 }
 
-/** The first value of each header, as a record: nats.js's own lookups search and allocate per call. */
+/**
+ * Each header's value, as a record: nats.js's own lookups search and allocate per call. A header sent
+ * more than once under one name has its values joined with `", "`, as HTTP combines repeated fields
+ * (so a repeated ricochet header breaks its rule rather than being read by its first value).
+ */
 export function recordOf(h: MsgHdrs): Record<string, string> {
   const record: Record<string, string> = {};
-  for (const [key, values] of h) if (values[0] !== undefined) record[key] = values[0];
+  for (const [key, values] of h) {
+    if (values.length === 1) record[key] = values[0] as string;
+    else if (values.length > 1) record[key] = values.join(", ");
+  }
   return record;
 }

@@ -8,7 +8,11 @@ import {
   encodeError,
   HEADER_ERROR,
   HEADER_ERROR_CODE,
-  parseIntHeader,
+  INVALID,
+  isValidCallId,
+  MAX_BUDGET_MS,
+  parseAttemptHeader,
+  parseMillisHeader,
 } from "../../src/protocol.js";
 
 describe("protocol", () => {
@@ -60,9 +64,40 @@ describe("protocol", () => {
     expect(decodeError(400, "bad", new Uint8Array())).toMatchObject({ code: "INVALID_REQUEST" });
   });
 
-  it("parses only non-negative integer headers", () => {
-    expect(parseIntHeader("250")).toBe(250);
-    for (const bad of [undefined, "", "-1", "1.5", "abc", "1e400"])
-      expect(parseIntHeader(bad)).toBeUndefined();
+  it("parses durations strictly: ASCII digits only, clamped to 2^31-1", () => {
+    expect(parseMillisHeader("250")).toBe(250);
+    expect(parseMillisHeader("0")).toBe(0);
+    expect(parseMillisHeader(undefined)).toBeUndefined();
+    // 20 digits is clamped, not turned into the default.
+    expect(parseMillisHeader("12345678901234567890")).toBe(MAX_BUDGET_MS);
+    expect(parseMillisHeader("2147483648")).toBe(MAX_BUDGET_MS);
+    for (const bad of [
+      "",
+      " 2000",
+      "2000 ",
+      "1e3",
+      "0x10",
+      "1500.5",
+      "-5",
+      "+5",
+      "abc",
+      "١٢",
+      "NaN",
+    ])
+      expect(parseMillisHeader(bad)).toBe(INVALID);
+  });
+
+  it("parses attempts strictly: 1 to 2^31-1, no leading zeros", () => {
+    expect(parseAttemptHeader("2")).toBe(2);
+    expect(parseAttemptHeader(undefined)).toBeUndefined();
+    for (const bad of ["", "0", "02", "-1", "1.0", " 2", "2147483648", "99999999999"])
+      expect(parseAttemptHeader(bad)).toBe(INVALID);
+  });
+
+  it("accepts call ids of 1 to 512 visible ASCII characters", () => {
+    for (const ok of ["a", "order-42", "x".repeat(512), "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"])
+      expect(isValidCallId(ok)).toBe(true);
+    for (const bad of ["", "has space", "tab\t", "é", "日本", "x".repeat(513), "nul\u0000"])
+      expect(isValidCallId(bad)).toBe(false);
   });
 });
