@@ -44,7 +44,10 @@ export const RPC_CODES = {
   PERMISSION_DENIED: { status: 403, retryable: false },
   /** The caller aborted the call (its `signal`), or the client was closed. */
   CANCELLED: { status: 499, retryable: false },
-  /** The handler failed in a way the contract does not declare. Details stay in the responder's log. */
+  /**
+   * The handler failed in a way the contract does not declare. The cause stays in the responder's log;
+   * the reply carries only `details.errorId`, which the log line also has.
+   */
   INTERNAL: { status: 500, retryable: false },
   /**
    * A durable call failed on every delivery its queue allows, and its command was moved to the

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { nanoid } from "nanoid";
 import type { Logger } from "pino";
 import type { LazyContext } from "./context.js";
 import type { AnyMethod } from "./contract.js";
@@ -54,8 +55,6 @@ export async function execute(
   use: readonly ResponderMiddleware[] = [],
 ): Promise<Execution> {
   const scope = { callId: ctx.id, subject: ctx.subject };
-  const internal = () =>
-    new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope);
   // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
   // same outcome as the caller, and nothing is mapped or logged twice.
   const final = new WeakSet<object>();
@@ -77,11 +76,14 @@ export async function execute(
     const pending = validate(method.response, result);
     const out = pending instanceof Promise ? await pending : pending;
     if (!out.ok) {
-      log.error(
-        { ...scope, issues: out.issues },
-        "handler returned a value that fails the response schema",
+      throw settled(
+        internalError(
+          ctx,
+          log,
+          { issues: out.issues },
+          "handler returned a value that fails the response schema",
+        ),
       );
-      throw settled(internal());
     }
     return out.value;
   };
@@ -102,8 +104,9 @@ export async function execute(
   try {
     return { reply: { data: encodeBody(value) }, keep: true, retryable: false, code: undefined };
   } catch (err) {
-    log.error({ ...scope, err }, "handler returned a value that cannot be encoded as JSON");
-    return errorReply(internal());
+    return errorReply(
+      internalError(ctx, log, { err }, "handler returned a value that cannot be encoded as JSON"),
+    );
   }
 }
 
@@ -123,11 +126,14 @@ async function toReplyError(
     const checked = await validate(method.errors[err.code], err.details);
     if (checked.ok)
       return new RpcError(err.code, err.message, { ...scope, details: checked.value });
-    log.error(
-      { ...scope, code: err.code, issues: checked.issues },
+    return internalError(
+      ctx,
+      log,
+      { code: err.code, issues: checked.issues },
       "contract error details fail the contract's schema",
     );
-  } else if (Date.now() >= ctx.deadline) {
+  }
+  if (Date.now() >= ctx.deadline) {
     // Most often the handler gave up on ctx.signal. The caller has stopped waiting; TIMEOUT says why.
     log.warn({ ...scope, err }, "handler failed after the call's deadline");
     return new RpcError(
@@ -135,8 +141,26 @@ async function toReplyError(
       `${ctx.subject}: the handler did not finish before the deadline (call ${ctx.id})`,
       scope,
     );
-  } else {
-    log.error({ ...scope, err }, "handler failed");
   }
-  return new RpcError("INTERNAL", `${ctx.subject}: internal error (call ${ctx.id})`, scope);
+  return internalError(ctx, log, { err }, "handler failed");
+}
+
+/**
+ * An `INTERNAL` error for the caller, and its log line for the operator. The reply says nothing of the
+ * cause (no message, no stack); both carry one error id, so a caller's report finds the log line.
+ */
+function internalError(
+  ctx: LazyContext,
+  log: Logger,
+  fields: Record<string, unknown>,
+  what: string,
+): RpcError {
+  const errorId = nanoid(12);
+  const scope = { callId: ctx.id, subject: ctx.subject };
+  log.error({ ...scope, errorId, ...fields }, what);
+  return new RpcError(
+    "INTERNAL",
+    `${ctx.subject}: internal error (call ${ctx.id}, error id ${errorId}: the responder's log has the cause)`,
+    { ...scope, details: { errorId } },
+  );
 }

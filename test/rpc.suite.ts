@@ -110,7 +110,7 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       expect(runs).toBe(1);
     });
 
-    it("hides an unexpected handler failure behind INTERNAL and logs it with the call id", async () => {
+    it("hides an unexpected handler failure behind INTERNAL, and gives the reply and the log line one error id", async () => {
       const logs = captureLogs();
       await serve(
         {
@@ -126,10 +126,16 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       );
       expect(err.code).toBe("INTERNAL");
       expect(err.message).not.toContain("hunter2");
+      expect(err.message).not.toMatch(/at .*\.(ts|js):\d+/); // no stack
       expect(JSON.stringify(err.details ?? null)).not.toContain("hunter2");
+      // One error id in the reply and in the log line, so a caller's report finds the cause.
+      const errorId = (err.details as { errorId: string }).errorId;
+      expect(errorId).toMatch(/^[\w-]{12}$/);
+      expect(err.message).toContain(errorId);
       const line = logs.lines.find((l) => l.msg === "handler failed");
       expect(line).toMatchObject({
         callId: "secret-call",
+        errorId,
         level: 50,
         err: { message: "db password is hunter2" },
       });

@@ -194,6 +194,9 @@ describe("fuzzing a responder from a raw NATS connection", () => {
           const budget = given.get("Ricochet-Timeout")?.[0];
           if (!headersOk || !bodyOk) expect(code).toBe("INVALID_REQUEST");
           else if (budget !== undefined && Number(budget) === 0) expect(code).toBe("TIMEOUT");
+          // A budget of a few ms may run out before the handler starts.
+          else if (budget !== undefined && Number(budget) < 100)
+            expect(["OK", "TIMEOUT"]).toContain(code);
           else expect(code).toBe("OK");
         },
       ),
