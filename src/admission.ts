@@ -38,6 +38,11 @@ export class Admission<J> {
     return true;
   }
 
+  /** Removes and returns the jobs still waiting for a slot (for a shutdown that cannot wait). */
+  takeWaiting(): J[] {
+    return this.#waiting.splice(0);
+  }
+
   /** Resolves once nothing runs or waits. */
   idle(): Promise<void> {
     if (this.#active === 0 && this.#waiting.length === 0) return Promise.resolve();

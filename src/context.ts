@@ -61,6 +61,9 @@ export class LazyContext implements CallContext {
   #logger: Logger | undefined;
   /** Calls made so far by this execution with `{ parent: this }`, per `<service>.<method>`. */
   #children: Map<string, number> | undefined;
+  /** The responder's shutdown signal: it aborts this call's signal too. */
+  #stopping: AbortSignal | undefined;
+  #onStop: (() => void) | undefined;
 
   constructor(
     readonly id: string,
@@ -69,9 +72,11 @@ export class LazyContext implements CallContext {
     readonly method: string,
     msg: TransportMessage,
     log: Logger,
+    stopping?: AbortSignal,
   ) {
     this.#msg = msg;
     this.#log = log;
+    this.#stopping = stopping;
   }
 
   get subject(): string {
@@ -89,6 +94,12 @@ export class LazyContext implements CallContext {
       const left = this.deadline - Date.now();
       if (left <= 0) abort();
       else this.#timer = setTimeout(abort, left);
+      const stopping = this.#stopping;
+      if (stopping?.aborted) controller.abort(stopping.reason);
+      else if (stopping !== undefined) {
+        this.#onStop = () => controller.abort(stopping.reason);
+        stopping.addEventListener("abort", this.#onStop, { once: true });
+      }
     }
     return this.#controller.signal;
   }
@@ -128,8 +139,9 @@ export class LazyContext implements CallContext {
     return `${this.id}/${subject}/${n}`;
   }
 
-  /** Clears the deadline timer. */
+  /** Clears the deadline timer and the shutdown listener. */
   dispose(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#onStop !== undefined) this.#stopping?.removeEventListener("abort", this.#onStop);
   }
 }

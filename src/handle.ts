@@ -52,6 +52,8 @@ export interface HandleEnv {
   readonly defaultTimeoutMs: number;
   /** The dedupe store, or `undefined` when deduplication is off. */
   readonly dedupe: DedupeStore | undefined;
+  /** Aborted when the responder's shutdown gives up waiting: every running handler's signal aborts. */
+  readonly stopping?: AbortSignal | undefined;
   readonly onDuplicate?:
     | ((info: { service: string; method: string; id: string; outcome: DedupeOutcome }) => void)
     | undefined;
@@ -144,7 +146,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     const attempt = command ? command.delivery : ((sent.attempt as number | undefined) ?? 1);
     const handler = handlers[name] as (request: unknown, ctx: LazyContext) => unknown;
     const run = () => {
-      const ctx = new LazyContext(id, attempt, deadline, name, msg, log);
+      const ctx = new LazyContext(id, attempt, deadline, name, msg, log, env.stopping);
       return execute(handler, checked.value, method, ctx, log, use);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.

@@ -5,6 +5,7 @@
  * @module
  */
 import { nanoid } from "nanoid";
+import pTimeout from "p-timeout";
 import { type Logger, pino } from "pino";
 import type { input, output } from "zod/v4/core";
 import { Admission } from "./admission.js";
@@ -74,6 +75,14 @@ export interface ResponderOptions {
    * @default true
    */
   discovery?: boolean;
+  /**
+   * How long `stop()` waits for the calls in flight (and those queued) to finish. Past it, it aborts
+   * their handlers' `ctx.signal`, answers their callers `UNAVAILABLE` (retryable: another instance will
+   * take the call), has durable commands delivered again, and resolves, even if a handler ignores its
+   * signal. Such a handler may still be running when its call is retried elsewhere.
+   * @default 10000
+   */
+  graceMs?: number;
   /** This instance's id in discovery. @default a new nanoid */
   instanceId?: string;
   /**
@@ -102,7 +111,8 @@ export interface Responder {
   start(): Promise<void>;
   /**
    * Drains: takes no new calls (queue-group peers get them), lets the calls in flight finish and
-   * reply, flushes the replies, then resolves. Idempotent.
+   * reply for up to `graceMs`, answers those still unfinished then with a retryable `UNAVAILABLE`,
+   * flushes the replies, then resolves. Idempotent.
    */
   stop(): Promise<void>;
   /** Handlers running now. */
@@ -122,6 +132,8 @@ interface Job extends IncomingCall {
   readonly t0: number;
   /** Its progress messages, while it is held here (see {@link ProgressTracker}). */
   held: HeldCall | undefined;
+  /** Set once its caller was answered (or its command settled by a shutdown): later answers are dropped. */
+  answered?: boolean;
 }
 
 /**
@@ -157,6 +169,13 @@ export function createResponder<C extends AnyContract>(
   if (!Number.isInteger(maxQueue) || maxQueue < 0)
     throw new RangeError(`maxQueue must be an integer >= 0, got ${options.maxQueue}`);
   const defaultTimeoutMs = positiveInt(options.defaultTimeoutMs ?? 30_000, "defaultTimeoutMs");
+  const graceMs = options.graceMs ?? 10_000;
+  if (!Number.isFinite(graceMs) || graceMs < 0)
+    throw new RangeError(`graceMs must be a number >= 0, got ${options.graceMs}`);
+  /** Aborted when a shutdown stops waiting for the calls in flight. */
+  const shutdown = new AbortController();
+  /** Jobs whose handling has started and not ended. */
+  const running = new Set<Job>();
   const dedupe = options.dedupe === false ? undefined : (options.dedupe ?? memoryDedupe());
   const use = [...(options.use ?? [])];
   const log = (options.logger ?? pino({ level: "silent" })).child({
@@ -189,10 +208,20 @@ export function createResponder<C extends AnyContract>(
     defaultTimeoutMs,
     dedupe,
     onDuplicate: options.onDuplicate,
+    stopping: shutdown.signal,
   });
 
   /** Handles one admitted job, then answers it: a reply, or a settlement on the durable queue. */
   const run = async (job: Job) => {
+    running.add(job);
+    try {
+      await handleJob(job);
+    } finally {
+      running.delete(job);
+    }
+  };
+  /** Handles `job` and answers it. */
+  const handleJob = async (job: Job) => {
     const command = job.command;
     // A command's time starts when it gets a slot: however long it queued, it has its full budget.
     if (command !== undefined) job.received = Date.now();
@@ -255,6 +284,9 @@ export function createResponder<C extends AnyContract>(
 
   /** Delivers a reply to the caller (if it asked for one) and counts the call in the statistics. */
   const send = (job: Job, reply: StoredReply) => {
+    // A call a shutdown already answered: its handler finished too late.
+    if (job.answered) return;
+    job.answered = true;
     progress.release(job.held);
     const headers = reply.headers;
     const msg = job.msg;
@@ -329,6 +361,26 @@ export function createResponder<C extends AnyContract>(
     }
   };
 
+  /**
+   * Gives up on the calls still running or queued at the end of the grace period: aborts their
+   * handlers' signals, answers their callers with a retryable UNAVAILABLE, and has durable commands
+   * delivered again. A handler that ignores its signal may still finish later; its answer is dropped.
+   */
+  const abandon = () => {
+    const jobs = [...running, ...admission.takeWaiting()];
+    log.warn(
+      { abandoned: jobs.length, graceMs },
+      "calls still unfinished after graceMs; answering them UNAVAILABLE so their callers retry elsewhere",
+    );
+    shutdown.abort(new RpcError("UNAVAILABLE", "the responder is stopping"));
+    for (const job of jobs) {
+      if (job.command !== undefined) {
+        job.answered = true;
+        job.command.retry();
+      } else send(job, errorReply(abandonedError(job, graceMs)).reply);
+    }
+  };
+
   return {
     get inFlight() {
       return admission.active;
@@ -380,10 +432,14 @@ export function createResponder<C extends AnyContract>(
           consumer?.stop().catch(unsubscribed),
         ]);
         log.info(
-          { inFlight: admission.active, waiting: admission.waiting },
+          { inFlight: admission.active, waiting: admission.waiting, graceMs },
           "draining: no new calls; finishing the calls in flight",
         );
-        await admission.idle();
+        const finished = await pTimeout(
+          admission.idle().then(() => true),
+          { milliseconds: graceMs, fallback: () => false },
+        );
+        if (!finished) abandon();
         await transport
           .flush()
           .catch((err) => log.warn({ err }, "could not flush the last replies"));
@@ -392,6 +448,19 @@ export function createResponder<C extends AnyContract>(
       return stopping;
     },
   };
+}
+
+/**
+ * What a shutdown that stopped waiting says to the caller of a call it abandons (retryable: the call
+ * did not finish here, and another instance may run it).
+ */
+function abandonedError(job: Job, graceMs: number): RpcError {
+  const subject = job.msg.subject;
+  return new RpcError(
+    "UNAVAILABLE",
+    `${subject}: the responder stopped before this call finished (it waited graceMs ${graceMs} ms); retry: another instance will take it`,
+    { subject },
+  );
 }
 
 function sendError(err: unknown, subject: string): RpcError {

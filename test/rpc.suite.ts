@@ -368,6 +368,39 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       expect(held.runs).toBe(1);
     });
 
+    it("stop() ends within graceMs even when a handler ignores its signal: it aborts ctx.signal and answers the running and queued calls UNAVAILABLE", async () => {
+      const started = deferred();
+      let aborted: unknown;
+      const responder = await serve(
+        {
+          ...billingHandlers,
+          echo: (_req, ctx) => {
+            ctx.signal.addEventListener("abort", () => {
+              aborted = ctx.signal.reason;
+            });
+            started.resolve();
+            return new Promise<never>(() => undefined); // never settles, ignores the signal
+          },
+        },
+        { graceMs: 150, concurrency: 1 },
+      );
+      const c = client();
+      const running = rejection(c.echo({ text: "stuck" }, { timeoutMs: 10_000, ...once }));
+      await started.promise;
+      const queued = rejection(c.echo({ text: "queued" }, { timeoutMs: 10_000, ...once }));
+      await pair.a.flush();
+      const stopping = Date.now();
+      await responder.stop();
+      // stop() waited for its grace period, not for the handler (which never ends) or the deadline.
+      expect(Date.now() - stopping).toBeLessThan(5_000);
+      for (const err of [await running, await queued]) {
+        expect(err.code).toBe("UNAVAILABLE");
+        expect(err.retryable).toBe(true);
+        expect(err.message).toMatch(/responder stopped before this call finished.*graceMs 150/);
+      }
+      expect(aborted).toMatchObject({ code: "UNAVAILABLE" });
+    });
+
     it("spreads calls over the members of a queue group", async () => {
       const byMember = [0, 0];
       for (const i of [0, 1]) {
