@@ -54,7 +54,6 @@ export async function execute(
   log: Logger,
   use: readonly ResponderMiddleware[] = [],
 ): Promise<Execution> {
-  const scope = { callId: ctx.id, subject: ctx.subject };
   // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
   // same outcome as the caller, and nothing is mapped or logged twice.
   const final = new WeakSet<object>();
