@@ -112,6 +112,7 @@ export interface Responder {
   /**
    * Drains: takes no new calls (queue-group peers get them), lets the calls in flight finish and
    * reply for up to `graceMs`, answers those still unfinished then with a retryable `UNAVAILABLE`,
+   * (unsubscribing and the final flush are bounded by `graceMs` each too),
    * flushes the replies, then resolves. Idempotent.
    */
   stop(): Promise<void>;
@@ -427,10 +428,15 @@ export function createResponder<C extends AnyContract>(
         await starting?.catch(() => undefined);
         // A connection that is down cannot confirm the unsubscribe; the calls in flight still finish.
         const unsubscribed = (err: unknown) => log.warn({ err }, "could not drain a subscription");
-        await Promise.all([
-          ...subs.map((s) => s.drain().catch(unsubscribed)),
-          consumer?.stop().catch(unsubscribed),
-        ]);
+        // Bounded too: a connection that is down may not confirm the unsubscribes for a long time.
+        const drained = await pTimeout(
+          Promise.all([
+            ...subs.map((s) => s.drain().catch(unsubscribed)),
+            consumer?.stop().catch(unsubscribed),
+          ]).then(() => true),
+          { milliseconds: graceMs, fallback: () => false },
+        );
+        if (!drained) log.warn({ graceMs }, "subscriptions not drained within graceMs; going on");
         log.info(
           { inFlight: admission.active, waiting: admission.waiting, graceMs },
           "draining: no new calls; finishing the calls in flight",
@@ -440,9 +446,9 @@ export function createResponder<C extends AnyContract>(
           { milliseconds: graceMs, fallback: () => false },
         );
         if (!finished) abandon();
-        await transport
-          .flush()
-          .catch((err) => log.warn({ err }, "could not flush the last replies"));
+        await pTimeout(transport.flush(), { milliseconds: graceMs }).catch((err) =>
+          log.warn({ err }, "could not flush the last replies"),
+        );
         log.info("responder stopped");
       })();
       return stopping;

@@ -95,6 +95,23 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
   const renewals = new Set<NodeJS.Timeout>();
   /** How long an owner keeps trying to record its finished call while the bucket is unavailable. */
   const recordForMs = Math.max(2 * leaseMs, 60_000);
+  /**
+   * When this instance last saw the bucket fail (a timeout, no leader). An owner cannot renew its
+   * lease while the bucket is down, so a lease that lapsed during an outage says nothing about its
+   * owner: a claim is taken over only once the bucket has worked for a renewal interval since.
+   */
+  let troubleAt = 0;
+  const trouble = () => {
+    troubleAt = Date.now();
+  };
+  /** When a claim whose lease ends at `lease` may be taken over. */
+  const takeoverAt = (lease: number) => Math.max(lease, troubleAt + leaseMs / 3);
+  /**
+   * Claims of one id in flight in this instance, chained: two deliveries of one command taking over
+   * a lapsed claim at the same moment would send two compare-and-set writes with the same expected
+   * revision, and a clustered nats-server before 2.9.21 can accept both (nats-server#4320).
+   */
+  const claiming = new Map<string, Promise<unknown>>();
 
   const running = (f: string, o: string): Stored => ({
     s: "running",
@@ -143,7 +160,10 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
         (err: unknown) => {
           renewing = false;
           // A bucket that is briefly unavailable (a leader election): try again next time.
-          if (!(err instanceof ClaimLost)) return;
+          if (!(err instanceof ClaimLost)) {
+            trouble();
+            return;
+          }
           clearInterval(timer);
           renewals.delete(timer);
         },
@@ -160,6 +180,7 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
           return;
         } catch (err) {
           if (err instanceof ClaimLost || Date.now() + 100 > until) throw err;
+          trouble();
           await sleep(Math.min(50 * 2 ** tries, 1000));
         }
       }
@@ -198,6 +219,7 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
       updates = await kv.watch({ key });
     } catch {
       // The bucket is unavailable (a leader election?): pause, then let the caller claim again.
+      trouble();
       await sleep(250);
       return undefined;
     }
@@ -205,7 +227,11 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
     const stop = () => updates.stop();
     const arm = (until: number) => {
       clearTimeout(lapse);
-      lapse = setTimeout(stop, Math.max(0, until - Date.now()) + 10);
+      // Jittered, so instances waiting on one dead owner do not all take over at the same instant.
+      lapse = setTimeout(
+        stop,
+        Math.max(0, takeoverAt(until) - Date.now()) + 10 + Math.random() * 100,
+      );
     };
     arm(lease);
     signal.addEventListener("abort", stop, { once: true });
@@ -219,6 +245,7 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
       }
       return undefined;
     } catch {
+      trouble();
       await sleep(250);
       return undefined;
     } finally {
@@ -235,40 +262,65 @@ export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
     },
     async claim(id, fingerprint, deadline) {
       const key = kvKey(id);
-      const o = nanoid();
-      const mine = (revision: number) => owner(key, fingerprint, o, revision, deadline);
-      for (let tries = 0; tries < 10; tries++) {
-        try {
-          return mine(await kv.create(key, encode(running(fingerprint, o))));
-        } catch (err) {
-          if (permissionError(err)) throw err;
-          // The key exists (or the create landed but its answer was lost): read what is there.
-        }
-        const entry = await kv.get(key);
-        if (entry === null || entry.operation !== "PUT") continue; // deleted since: create again
-        const r = decode(entry.value);
-        if (r?.o === o) return mine(entry.revision); // our own create, or takeover, landed
-        const now = Date.now();
-        const lapsed =
-          r === undefined ||
-          (r.s === "done" && r.expires <= now) ||
-          (r.s === "running" && r.lease <= now);
-        if (lapsed || r.s === "failed") {
-          // Expired, abandoned by a dead owner, or a failure that is not kept: take the claim.
-          try {
-            return mine(await kv.update(key, encode(running(fingerprint, o)), entry.revision));
-          } catch {
-            continue; // another instance was faster (or the answer was lost: the next read tells)
-          }
-        }
-        if (r.f !== fingerprint) return { status: "conflict" };
-        if (r.s === "done") return { status: "done", reply: toReply(r) };
-        const lease = r.lease;
-        return { status: "running", wait: (signal) => waitFor(key, lease, signal) };
+      const before = claiming.get(key);
+      const mine = (before ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => claimOnce(key, id, fingerprint, deadline));
+      claiming.set(key, mine);
+      try {
+        return await mine;
+      } finally {
+        if (claiming.get(key) === mine) claiming.delete(key);
       }
-      throw new Error(
-        `kvDedupe: could not claim call id ${id} after 10 tries; is the KV bucket healthy?`,
-      );
     },
   };
+
+  /** One claim of `key`: create it, or read it and take it over, join it, or replay it. */
+  async function claimOnce(
+    key: string,
+    id: string,
+    fingerprint: string,
+    deadline: number | undefined,
+  ): Promise<Claim> {
+    const o = nanoid();
+    const mine = (revision: number) => owner(key, fingerprint, o, revision, deadline);
+    for (let tries = 0; tries < 10; tries++) {
+      try {
+        return mine(await kv.create(key, encode(running(fingerprint, o))));
+      } catch (err) {
+        if (permissionError(err)) throw err;
+        // The key exists (or the create landed but its answer was lost): read what is there.
+      }
+      let entry: Awaited<ReturnType<KV["get"]>>;
+      try {
+        entry = await kv.get(key);
+      } catch (err) {
+        trouble();
+        throw err;
+      }
+      if (entry === null || entry.operation !== "PUT") continue; // deleted since: create again
+      const r = decode(entry.value);
+      if (r?.o === o) return mine(entry.revision); // our own create, or takeover, landed
+      const now = Date.now();
+      const lapsed =
+        r === undefined ||
+        (r.s === "done" && r.expires <= now) ||
+        (r.s === "running" && takeoverAt(r.lease) <= now);
+      if (lapsed || r.s === "failed") {
+        // Expired, abandoned by a dead owner, or a failure that is not kept: take the claim.
+        try {
+          return mine(await kv.update(key, encode(running(fingerprint, o)), entry.revision));
+        } catch {
+          continue; // another instance was faster (or the answer was lost: the next read tells)
+        }
+      }
+      if (r.f !== fingerprint) return { status: "conflict" };
+      if (r.s === "done") return { status: "done", reply: toReply(r) };
+      const lease = r.lease;
+      return { status: "running", wait: (signal) => waitFor(key, lease, signal) };
+    }
+    throw new Error(
+      `kvDedupe: could not claim call id ${id} after 10 tries; is the KV bucket healthy?`,
+    );
+  }
 }
