@@ -261,6 +261,72 @@ describe("kvDedupe on a real nats-server", () => {
     expect(replay.status === "done" && new TextDecoder().decode(replay.reply.data)).toBe('"kept"');
   });
 
+  it("chains the claims of one id within an instance, so two deliveries never race their takeovers", async () => {
+    // A clustered nats-server before 2.9.21 can accept two concurrent compare-and-sets with the same
+    // expected revision (nats-server#4320): one instance must never have two in flight for one key.
+    let inFlight = 0;
+    let most = 0;
+    const counting = new Proxy(kv, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop !== "create" && prop !== "update" && prop !== "get") return value;
+        return async (...args: unknown[]) => {
+          most = Math.max(most, ++inFlight);
+          try {
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } finally {
+            inFlight--;
+          }
+        };
+      },
+    }) as KV;
+    // A failed call's record: claimable at once by whoever comes.
+    const failed = { s: "failed", f: "charge:x", data: "" };
+    await kv.put(kvKey("race-1"), new TextEncoder().encode(JSON.stringify(failed)));
+    const store = kvDedupe(counting, { leaseMs: 10_000 });
+    stops.push(async () => store.close());
+    const claims = await Promise.all([
+      store.claim("race-1", "charge:x"),
+      store.claim("race-1", "charge:x"),
+    ]);
+    expect(claims.map((c) => c.status).sort()).toEqual(["owner", "running"]);
+    expect(most).toBe(1);
+  });
+
+  it("does not take over a lapsed claim until the bucket has worked for a renewal interval since it last failed", async () => {
+    // An owner cannot renew while the bucket is down, so a lease that lapsed then says nothing.
+    let failNext = 0;
+    const flaky = new Proxy(kv, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver);
+        if (prop !== "get") return value;
+        return async (...args: unknown[]) => {
+          if (failNext > 0) {
+            failNext--;
+            throw new Error("timeout (the bucket has no leader)");
+          }
+          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        };
+      },
+    }) as KV;
+    const owner = kvDedupe(kv, { leaseMs: 300 });
+    await owner.claim("outage-1", "charge:x");
+    owner.close(); // no renewals: the lease lapses in 300 ms, as if the bucket were down for it
+    const taker = kvDedupe(flaky, { leaseMs: 300 });
+    stops.push(async () => taker.close());
+    const first = await taker.claim("outage-1", "charge:x");
+    if (first.status !== "running") throw new Error(`expected running, got ${first.status}`);
+    expect(await first.wait(AbortSignal.timeout(5_000))).toBeUndefined(); // the lease lapsed
+    failNext = 2; // the get inside kv.create, and the claim's own
+    await expect(taker.claim("outage-1", "charge:x")).rejects.toThrow(/no leader/);
+    // Lapsed, but the bucket just failed here: the owner may be alive and unable to write. Wait.
+    const second = await taker.claim("outage-1", "charge:x");
+    expect(second.status).toBe("running");
+    if (second.status !== "running") return;
+    expect(await second.wait(AbortSignal.timeout(5_000))).toBeUndefined();
+    expect((await taker.claim("outage-1", "charge:x")).status).toBe("owner");
+  });
+
   it("keys any call id safely", () => {
     expect(kvKey("order-42")).toBe("k_order-42");
     expect(kvKey("has space/and.dots")).toMatch(/^e_[-_A-Za-z0-9]+$/);
