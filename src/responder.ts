@@ -152,7 +152,7 @@ interface Job extends IncomingCall {
  */
 export function createResponder<C extends AnyContract>(
   contract: C,
-  handlers: Handlers<C>,
+  handlers: NoInfer<Handlers<C>>,
   options: ResponderOptions,
 ): Responder {
   const { transport } = options;

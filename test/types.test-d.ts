@@ -108,3 +108,47 @@ describe("contract types", () => {
       >();
   });
 });
+
+describe("inline handlers", () => {
+  const status = defineContract({
+    service: "status",
+    version: "1.0.0",
+    methods: {
+      check: method({
+        request: z.object({ id: z.string() }),
+        response: z.object({ status: z.enum(["ok", "failed"]), code: z.literal(7) }),
+      }),
+      later: method({
+        request: z.void(),
+        response: z.object({ status: z.enum(["ok", "failed"]), tags: z.array(z.string()) }),
+      }),
+      plain: method({ request: z.void(), response: z.enum(["up", "down"]) }),
+    },
+  });
+
+  it("are contextually typed: literal returns need no annotation or `as const`", () => {
+    createResponder(
+      status,
+      {
+        check: (req) => {
+          expectTypeOf(req).toEqualTypeOf<{ id: string }>();
+          return { status: "ok", code: 7 };
+        },
+        later: async () => ({ status: "failed", tags: ["a"] }),
+        plain: () => "up",
+      },
+      { transport },
+    );
+    createResponder(
+      status,
+      {
+        // @ts-expect-error a value outside the enum does not compile
+        check: () => ({ status: "maybe", code: 7 }),
+        later: () => ({ status: "ok", tags: [] }),
+        // An async handler whose whole response is a bare literal needs `as const` (TypeScript widens it).
+        plain: async () => "down" as const,
+      },
+      { transport },
+    );
+  });
+});
