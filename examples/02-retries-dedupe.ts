@@ -45,9 +45,10 @@ const client = createClient(orders, {
   transport,
   timeoutMs: 3_000,
   retry: { attempts: 5, baseMs: 50, maxMs: 400 },
-  // The responder comes up once the client has retried, as if it had been restarting.
-  onRetry: ({ attempt }) => {
-    if (attempt === 2) void responder.start();
+  // The responder comes up once the client has retried, as if it had been restarting. A retry after
+  // NO_RESPONDERS does not spend an attempt: the call keeps trying until its deadline.
+  onRetry: ({ code }) => {
+    if (code === "NO_RESPONDERS") void responder.start();
   },
 });
 

@@ -26,7 +26,7 @@ export type {
   MethodName,
 } from "./contract.js";
 export { defineContract, method } from "./contract.js";
-export type { KvDedupeOptions, KvDedupeStore } from "./dedupe/kv.js";
+export type { KvBucket, KvDedupeOptions, KvDedupeStore } from "./dedupe/kv.js";
 export { kvDedupe } from "./dedupe/kv.js";
 // Deduplication
 export type { MemoryDedupeOptions, MemoryDedupeStore } from "./dedupe/memory.js";
@@ -35,7 +35,13 @@ export type { Claim, DedupeStore, StoredReply } from "./dedupe/types.js";
 // Errors
 export type { RpcCode, RpcErrorOptions } from "./errors.js";
 export { isRpcError, RPC_CODES, RpcError } from "./errors.js";
-export type { MethodMetrics, Metrics, MetricsOptions, MetricsSnapshot } from "./metrics.js";
+export type {
+  MethodMetrics,
+  Metrics,
+  MetricsOptions,
+  MetricsSnapshot,
+  PromClientModule,
+} from "./metrics.js";
 export { createMetrics, DEFAULT_BUCKETS } from "./metrics.js";
 // Middleware and tracing
 export type { ClientMiddleware, OutgoingCall, ResponderMiddleware } from "./middleware.js";
@@ -56,7 +62,7 @@ export type { OtelApi, TracingOptions } from "./tracing.js";
 export { clientTracing, responderTracing } from "./tracing.js";
 export { PayloadTooLargeError } from "./transport/errors.js";
 // Durable calls
-export type { JetStreamQueueOptions } from "./transport/jetstream.js";
+export type { JetStreamContext, JetStreamQueueOptions } from "./transport/jetstream.js";
 export { jetstreamQueue } from "./transport/jetstream.js";
 // Transports
 export type { MemoryTransport, MemoryTransportOptions } from "./transport/memory.js";

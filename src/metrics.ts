@@ -6,6 +6,19 @@
  * @module
  */
 import type * as PromClient from "prom-client";
+
+/**
+ * The `prom-client` module: pass the module itself (`import * as prom from "prom-client"`), and a
+ * `Registry` of it if not the default. Typed by shape only, so ricochet's published types never
+ * import the optional peer.
+ */
+export interface PromClientModule {
+  readonly Counter: object;
+  readonly Gauge: object;
+  readonly Histogram: object;
+  readonly register: object;
+}
+
 import type { RetryInfo } from "./call.js";
 import { isRpcError } from "./errors.js";
 import type { ClientMiddleware, ResponderMiddleware } from "./middleware.js";
@@ -61,7 +74,7 @@ export interface Metrics {
    * @param prom the `prom-client` module
    * @param registry where to register @default prom.register
    */
-  registerPrometheus(prom: typeof PromClient, registry?: PromClient.Registry): void;
+  registerPrometheus(prom: PromClientModule, registry?: object): void;
 }
 
 function codeOf(err: unknown): string {
@@ -144,10 +157,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     return { client: copy("client"), responder: copy("responder") };
   };
 
-  const registerPrometheus = (
-    prom: typeof PromClient,
-    registry: PromClient.Registry = prom.register,
-  ) => {
+  const registerPrometheus = (module: PromClientModule, registered?: object) => {
+    const prom = module as typeof PromClient;
+    const registry = (registered ?? prom.register) as PromClient.Registry;
     const labelsOf = (side: Side, key: string) => {
       const dot = key.lastIndexOf(".");
       return { side, service: key.slice(0, dot), method: key.slice(dot + 1) };

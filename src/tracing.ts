@@ -13,8 +13,22 @@ import type { CallContext } from "./context.js";
 import { isRpcError } from "./errors.js";
 import type { ClientMiddleware, ResponderMiddleware } from "./middleware.js";
 
-/** The parts of `@opentelemetry/api` the tracing middleware uses: pass the module itself. */
-export type OtelApi = Pick<
+/**
+ * The `@opentelemetry/api` module: pass the module itself (`import * as otel from
+ * "@opentelemetry/api"`). Typed by shape only, so ricochet's published types never import the
+ * optional peer: a project without it still type-checks.
+ */
+export interface OtelApi {
+  readonly trace: object;
+  readonly context: object;
+  readonly propagation: object;
+  readonly SpanKind: object;
+  readonly SpanStatusCode: object;
+  readonly ROOT_CONTEXT: object;
+}
+
+/** The parts of `@opentelemetry/api` the middleware uses, with their real types (internal). */
+type Otel_ = Pick<
   typeof Otel,
   "trace" | "context" | "propagation" | "SpanKind" | "SpanStatusCode" | "ROOT_CONTEXT"
 >;
@@ -34,7 +48,7 @@ function codeOf(err: unknown): string {
 
 /** Runs `next`, records its outcome on `span` (code attribute, ERROR status), and ends the span. */
 async function settleSpan(
-  otel: OtelApi,
+  otel: Otel_,
   span: Otel.Span,
   next: () => Promise<unknown>,
 ): Promise<unknown> {
@@ -64,7 +78,8 @@ async function settleSpan(
  * import * as otel from "@opentelemetry/api";
  * createClient(billing, { transport, use: [clientTracing(otel)] });
  */
-export function clientTracing(otel: OtelApi, options: TracingOptions = {}): ClientMiddleware {
+export function clientTracing(api: OtelApi, options: TracingOptions = {}): ClientMiddleware {
+  const otel = api as Otel_;
   const tracer = otel.trace.getTracer(options.tracerName ?? SYSTEM);
   return (call, next) =>
     tracer.startActiveSpan(
@@ -97,7 +112,8 @@ export function clientTracing(otel: OtelApi, options: TracingOptions = {}): Clie
  * import * as otel from "@opentelemetry/api";
  * createResponder(billing, handlers, { transport, use: [responderTracing(otel)] });
  */
-export function responderTracing(otel: OtelApi, options: TracingOptions = {}): ResponderMiddleware {
+export function responderTracing(api: OtelApi, options: TracingOptions = {}): ResponderMiddleware {
+  const otel = api as Otel_;
   const tracer = otel.trace.getTracer(options.tracerName ?? SYSTEM);
   return (ctx: CallContext, _request, next) => {
     const parent = otel.propagation.extract(otel.ROOT_CONTEXT, ctx.headers);

@@ -7,6 +7,19 @@
  * @module
  */
 import type { KV } from "@nats-io/kv";
+
+/**
+ * A KV bucket from `@nats-io/kv` (`await new Kvm(nc).open(name)`). Typed by shape only, so ricochet's
+ * published types never import the optional peer.
+ */
+export interface KvBucket {
+  create(...args: never[]): Promise<unknown>;
+  update(...args: never[]): Promise<unknown>;
+  get(...args: never[]): Promise<unknown>;
+  delete(...args: never[]): Promise<unknown>;
+  watch(...args: never[]): Promise<unknown>;
+}
+
 import { nanoid } from "nanoid";
 import { permissionError } from "../transport/errors.js";
 import type { Claim, DedupeStore, StoredReply } from "./types.js";
@@ -85,7 +98,8 @@ export function kvKey(id: string): string {
  * const kv = await new Kvm(nc).create("billing-dedupe", { ttl: 120_000, history: 1 });
  * createResponder(billing, handlers, { transport, dedupe: kvDedupe(kv, { ttlMs: 120_000, leaseMs: 10_000 }) });
  */
-export function kvDedupe(kv: KV, options: KvDedupeOptions = {}): KvDedupeStore {
+export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDedupeStore {
+  const kv = bucket as unknown as KV;
   const ttlMs = options.ttlMs ?? 120_000;
   const leaseMs = options.leaseMs ?? 30_000;
   if (!Number.isFinite(ttlMs) || ttlMs <= 0)

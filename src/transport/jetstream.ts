@@ -41,6 +41,16 @@ import {
   QueueUnavailableError,
 } from "./queue.js";
 
+/**
+ * A JetStream client from `@nats-io/jetstream` (`jetstream(nc)`). Typed by shape only, so ricochet's
+ * published types never import the optional peer.
+ */
+export interface JetStreamContext {
+  publish(...args: never[]): Promise<unknown>;
+  jetstreamManager(...args: never[]): Promise<unknown>;
+  readonly consumers: object;
+}
+
 /** Options for {@link jetstreamQueue}. Give every client and responder of a service the same ones. */
 export interface JetStreamQueueOptions {
   /** Commands go to `<subjectPrefix>.<service>.<method>`. @default "ricochet.durable" */
@@ -104,9 +114,10 @@ export function streamNames(service: string): { commands: string; deadLetters: s
  * const queue = jetstreamQueue(jetstream(nc), { maxDeliver: 5, ackWaitMs: 30_000 });
  */
 export function jetstreamQueue(
-  js: JetStreamClient,
+  context: JetStreamContext,
   options: JetStreamQueueOptions = {},
 ): DurableQueue {
+  const js = context as unknown as JetStreamClient;
   const prefix = subjectPrefix(options.subjectPrefix ?? "ricochet.durable", "subjectPrefix");
   const deadPrefix = subjectPrefix(options.deadLetterPrefix ?? "ricochet.dead", "deadLetterPrefix");
   if (prefix === deadPrefix)
