@@ -46,7 +46,20 @@ export interface CallContext<M extends AnyMethod = AnyMethod> {
     details: input<M["errors"][Code]>,
     message?: string,
   ): RpcError<Code>;
+  /**
+   * Makes the error for "not now": `throw` it when the call cannot succeed yet but may later (a
+   * resource is being restocked, a rate limit). Its caller gets `UNAVAILABLE` (retryable) with
+   * `reason`; a durable command is tried again later, for up to its queue's `transientForMs`, without
+   * counting toward `maxDeliver`. A nested call's `NO_RESPONDERS`, `UNAVAILABLE`, `OVERLOADED` or
+   * `TIMEOUT` that the handler lets through is treated the same way.
+   *
+   * @example if (!stock.ready) throw ctx.retryLater("inventory is restocking");
+   */
+  retryLater(reason?: string): RpcError<"UNAVAILABLE">;
 }
+
+/** Errors made by `ctx.retryLater()`: their message is the handler's own, and goes to the caller. */
+export const RETRY_LATER = new WeakSet<object>();
 
 /**
  * A context whose costly parts (the signal and its timer, the header record, the child logger) are
@@ -116,6 +129,16 @@ export class LazyContext implements CallContext {
       attempt: this.attempt,
     });
     return this.#logger;
+  }
+
+  retryLater(reason?: string): RpcError<"UNAVAILABLE"> {
+    const err = new RpcError(
+      "UNAVAILABLE",
+      `${this.subject}: ${reason ?? "the handler asked to be retried later"} (call ${this.id}); retry later`,
+      { callId: this.id, subject: this.subject },
+    );
+    RETRY_LATER.add(err);
+    return err;
   }
 
   fail<Code extends string>(code: Code, details: unknown, message?: string): RpcError<Code> {

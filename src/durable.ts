@@ -19,12 +19,16 @@ export interface Answer {
   retryable: boolean;
   /** Set when the command cannot be decoded or validated: no delivery will ever succeed. */
   poison?: RpcError;
+  /** Failed for now, for a reason outside the handler: tried again without counting a delivery. */
+  transient?: boolean;
 }
 
 /** What settling needs from the responder. */
 export interface SettleEnv {
   /** Deliveries allowed per command. */
   maxDeliver: number;
+  /** How long a command failing for a transient reason is tried again, from when it was stored. */
+  transientForMs: number;
   /** Sends a reply to the command's caller (and counts it in the statistics). */
   send(reply: StoredReply): void;
   log: Logger;
@@ -84,7 +88,9 @@ export async function settleCommand(
       return;
     }
     const last = answer === undefined ? command.delivery - 1 : command.delivery;
-    if (last < env.maxDeliver) {
+    // Still failing for a transient reason: the responder tried it again until transientForMs.
+    const expired = answer?.transient === true;
+    if (!expired && last < env.maxDeliver) {
       env.log.warn({ ...scope, code: failure.code }, "durable command failed; it will be retried");
       command.retry();
       return;
@@ -92,13 +98,18 @@ export async function settleCommand(
     const deadLetter = await command.deadLetter(failure);
     env.log.error(
       { ...scope, deadLetter, code: failure.code },
-      "durable command failed on every delivery; dead-lettered",
+      expired
+        ? "durable command failed for a transient reason for longer than transientForMs; dead-lettered"
+        : "durable command failed on every delivery; dead-lettered",
     );
+    const why = expired
+      ? `kept failing for a transient reason for ${Math.round(env.transientForMs / 1000)} s after it was stored`
+      : `failed on all ${last} deliveries`;
     env.send(
       errorReply(
         new RpcError(
           "DEAD_LETTERED",
-          `${command.subject} failed on all ${last} deliveries (last: ${failure.code}: ${failure.message}); the command was moved to ${deadLetter}: fix the cause, then republish it from there`,
+          `${command.subject} ${why} (last: ${failure.code}: ${failure.message}); the command was moved to ${deadLetter}: fix the cause, then republish it from there`,
           {
             ...call,
             details: { deadLetter, deliveries: last, lastCode: failure.code },

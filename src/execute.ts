@@ -6,10 +6,10 @@
  */
 import { nanoid } from "nanoid";
 import type { Logger } from "pino";
-import type { LazyContext } from "./context.js";
+import { type LazyContext, RETRY_LATER } from "./context.js";
 import type { AnyMethod } from "./contract.js";
 import type { StoredReply } from "./dedupe/types.js";
-import { isRpcError, RpcError } from "./errors.js";
+import { isBuiltInCode, isRpcError, RPC_CODES, RpcError } from "./errors.js";
 import { compose, type ResponderMiddleware } from "./middleware.js";
 import { encodeBody, encodeError } from "./protocol.js";
 import { validate } from "./validate.js";
@@ -26,7 +26,16 @@ export interface Execution {
   retryable: boolean;
   /** The code of an error reply, for logs and metrics. */
   code: string | undefined;
+  /**
+   * The call failed for now, for a reason outside its handler (a dependency unavailable, or
+   * `ctx.retryLater()`): it may succeed later. Durable commands are tried again without counting a
+   * delivery toward `maxDeliver`.
+   */
+  transient?: boolean;
 }
+
+/** Errors that mean "failed for now, for a reason outside the handler". */
+const TRANSIENT = new WeakSet<object>();
 
 /** Builds the wire form of an error reply. */
 export function errorReply(err: RpcError, keep = false, retryable = false): Execution {
@@ -96,7 +105,9 @@ export async function execute(
         ? (err as RpcError)
         : await toReplyError(err, method, ctx, log);
     const declared = Object.hasOwn(method.errors, replyError.code);
-    return errorReply(replyError, declared, !declared && !returned);
+    const out = errorReply(replyError, declared, !declared && !returned);
+    if (TRANSIENT.has(replyError)) out.transient = true;
+    return out;
   } finally {
     ctx.dispose();
   }
@@ -140,6 +151,24 @@ async function toReplyError(
       `${ctx.subject}: the handler did not finish before the deadline (call ${ctx.id})`,
       scope,
     );
+  }
+  if (isRpcError(err) && isBuiltInCode(err.code) && RPC_CODES[err.code].retryable) {
+    // A call it made found its dependency unavailable (and the handler let that through), or it
+    // threw ctx.retryLater(): not the handler's own failure, and it may succeed later.
+    const own = RETRY_LATER.has(err);
+    log.warn(
+      { ...scope, code: err.code },
+      own ? "handler asked to be retried later" : "a dependency is unavailable for now",
+    );
+    const message = own
+      ? err.message
+      : `${ctx.subject}: a service this call depends on is unavailable for now (${err.code}; call ${ctx.id}); retry later`;
+    const transient = new RpcError("UNAVAILABLE", message, {
+      ...scope,
+      details: { cause: err.code },
+    });
+    TRANSIENT.add(transient);
+    return transient;
   }
   return internalError(ctx, log, { err }, "handler failed");
 }

@@ -63,6 +63,8 @@ export function fingerprint(method: string, data: Uint8Array): string {
 export interface Outcome {
   reply: StoredReply;
   retryable: boolean;
+  /** Failed for now, for a reason outside the handler (see {@link Execution.transient}). */
+  transient?: boolean;
 }
 
 /** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */
@@ -100,7 +102,10 @@ export async function runOnce(
       }
       log.error({ ...scopeOf(call), err }, "dedupe store unavailable; call refused, not run");
       const message = `${call.subject}: the dedupe store was unavailable until the deadline (call ${call.id} not run, so it cannot run twice); retry, and check the store (${(err as Error)?.message ?? String(err)})`;
-      return errorReply(new RpcError("UNAVAILABLE", message, scopeOf(call)), false, true);
+      return {
+        ...errorReply(new RpcError("UNAVAILABLE", message, scopeOf(call)), false, true),
+        transient: true,
+      };
     }
     if (claim.status === "owner") {
       let outcome: Execution;

@@ -22,6 +22,7 @@ import type { ResponderMiddleware } from "./middleware.js";
 import type { DedupeOutcome } from "./once.js";
 import { type HeldCall, ProgressTracker } from "./progress.js";
 import {
+  HEADER_CALL_ID,
   HEADER_ERROR,
   HEADER_ERROR_CODE,
   HEADER_PROGRESS,
@@ -229,23 +230,43 @@ export function createResponder<C extends AnyContract>(
     // A command past its last delivery: an earlier one never finished. Dead-letter it unrun.
     const exhausted = command !== undefined && queueOf && command.delivery > queueOf.maxDeliver;
     let answer: Answer | undefined;
-    if (!exhausted) {
-      try {
-        answer = await handle(job);
-      } catch (err) {
-        // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
-        log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
-        const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
-        answer = { reply: errorReply(internal).reply, retryable: true };
-      }
-    }
+    if (!exhausted) answer = await handleSafely(job);
     if (command === undefined) send(job, (answer as Answer).reply);
     else if (queueOf !== undefined) {
+      // Failed for now, for a reason outside the handler: try again here, later, without a redelivery.
+      for (let tries = 0; answer?.transient && !job.answered; tries++) {
+        const left = command.storedAt + queueOf.transientForMs - Date.now();
+        if (left <= 0) break;
+        const delay = Math.min(queueOf.retryDelayMs * 2 ** tries, 60_000, left);
+        command.hold(delay + 1000);
+        if (tries === 0) {
+          log.warn(
+            { callId: command.header(HEADER_CALL_ID), subject: command.subject, delayMs: delay },
+            "durable command failed for now (a dependency is unavailable); trying it again here later",
+          );
+        }
+        if (!(await pause(delay, shutdown.signal)) || job.answered) return;
+        job.received = Date.now();
+        answer = await handleSafely(job);
+      }
+      if (job.answered) return;
       await settleCommand(command, answer, {
         maxDeliver: queueOf.maxDeliver,
+        transientForMs: queueOf.transientForMs,
         send: (reply) => send(job, reply),
         log,
       });
+    }
+  };
+  /** Handles `job`; a failure of ricochet itself becomes an INTERNAL answer. */
+  const handleSafely = async (job: Job): Promise<Answer> => {
+    try {
+      return await handle(job);
+    } catch (err) {
+      // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
+      log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
+      const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
+      return { reply: errorReply(internal).reply, retryable: true };
     }
   };
   const admission = new Admission<Job>(concurrency, maxQueue, run);
@@ -454,6 +475,21 @@ export function createResponder<C extends AnyContract>(
       return stopping;
     },
   };
+}
+
+/** Resolves `true` after `ms`, or `false` as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (value: boolean) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /**

@@ -4,7 +4,9 @@
  */
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { type CallOptions, createClient } from "../src/client.js";
+import { defineContract, method } from "../src/contract.js";
 import { encodeBody } from "../src/protocol.js";
 import {
   createResponder,
@@ -139,6 +141,33 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
         level: 50,
         err: { message: "db password is hunter2" },
       });
+    });
+
+    it("answers UNAVAILABLE (retryable) when a dependency is down or the handler asks to be retried later, never the downstream message", async () => {
+      const nobody = defineContract({
+        service: "nobody",
+        version: "1.0.0",
+        methods: { m: method({ request: z.object({}), response: z.object({}) }) },
+      });
+      const downstream = createClient(nobody, { transport: pair.b, retry: { attempts: 1 } });
+      stops.push(() => downstream.close());
+      await serve({
+        ...billingHandlers,
+        echo: async ({ text }, ctx) => {
+          if (text === "later") throw ctx.retryLater("restocking until noon");
+          await downstream.m({});
+          return { text };
+        },
+      });
+      const down = await rejection(client().echo({ text: "x" }, once));
+      expect(down.code).toBe("UNAVAILABLE");
+      expect(down.retryable).toBe(true);
+      expect(down.details).toEqual({ cause: "NO_RESPONDERS" });
+      expect(down.message).toMatch(/a service this call depends on is unavailable for now/);
+      expect(down.message).not.toContain("nobody.m");
+      const later = await rejection(client().echo({ text: "later" }, once));
+      expect(later.code).toBe("UNAVAILABLE");
+      expect(later.message).toContain("restocking until noon");
     });
 
     it("gives INTERNAL when a thrown value is not an Error, and keeps serving", async () => {

@@ -64,8 +64,16 @@ export interface JetStreamQueueOptions {
    * @default 30000
    */
   ackWaitMs?: number;
-  /** Deliveries of one command before it is dead-lettered. @default 5 */
+  /** Deliveries of one command that end in its handler's own failure before it is dead-lettered. @default 5 */
   maxDeliver?: number;
+  /**
+   * How long, from when a command was stored, a command that fails for a transient reason keeps being
+   * tried again: a call it makes finds its dependency unavailable (`NO_RESPONDERS`, `UNAVAILABLE`,
+   * `OVERLOADED`, `TIMEOUT`), or its handler throws `ctx.retryLater()`. The responder holding it tries
+   * again after `retryDelayMs`, doubling up to a minute; these tries do not count toward `maxDeliver`.
+   * Past this, it is dead-lettered. @default 86400000 (24 h)
+   */
+  transientForMs?: number;
   /**
    * How long a failed delivery waits before the next one: this, doubled for each delivery so far,
    * capped at a minute. @default 1000
@@ -124,6 +132,7 @@ export function jetstreamQueue(
     throw new RangeError("jetstreamQueue(): subjectPrefix and deadLetterPrefix must differ");
   const ackWaitMs = atLeast(options.ackWaitMs ?? 30_000, 1000, "ackWaitMs");
   const maxDeliver = atLeast(options.maxDeliver ?? 5, 1, "maxDeliver");
+  const transientForMs = atLeast(options.transientForMs ?? 86_400_000, 0, "transientForMs");
   const retryDelayMs = atLeast(options.retryDelayMs ?? 1000, 0, "retryDelayMs");
   const duplicateWindowMs = atLeast(
     options.duplicateWindowMs ?? 120_000,
@@ -234,6 +243,8 @@ export function jetstreamQueue(
 
   return {
     maxDeliver,
+    transientForMs,
+    retryDelayMs,
     async enqueue(service, method, data, headers, timeoutMs): Promise<EnqueueReceipt> {
       const subject = `${prefix}.${service}.${method}`;
       const publish = () =>
@@ -416,8 +427,10 @@ class JetStreamCommand implements QueuedCommand {
   readonly method: string;
   readonly delivery: number;
   readonly location: string;
+  readonly storedAt: number;
   readonly #record: Record<string, string>;
   #keepAlive: NodeJS.Timeout | undefined;
+  #until: number;
   #settled = false;
 
   constructor(
@@ -431,11 +444,17 @@ class JetStreamCommand implements QueuedCommand {
     this.method = m.subject.slice(env.prefixLength);
     this.delivery = m.info.deliveryCount;
     this.location = `stream ${m.info.stream}, seq ${m.seq}`;
-    const until = Date.now() + env.holdMs;
+    this.storedAt = Math.floor(m.info.timestampNanos / 1_000_000);
+    this.#until = Date.now() + env.holdMs;
     this.#keepAlive = setInterval(() => {
-      if (Date.now() < until) m.working();
+      if (Date.now() < this.#until) m.working();
       else clearInterval(this.#keepAlive); // held too long: let the server deliver it again
     }, env.keepAliveMs);
+  }
+  hold(ms: number): void {
+    if (this.#settled) return;
+    this.#until = Math.max(this.#until, Date.now() + ms);
+    this.m.working();
   }
   get subject(): string {
     return this.m.subject;

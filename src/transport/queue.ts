@@ -39,6 +39,13 @@ export interface QueuedCommand extends TransportMessage {
   readonly delivery: number;
   /** Where it is stored, for messages. */
   readonly location: string;
+  /** When it was stored, epoch ms. */
+  readonly storedAt: number;
+  /**
+   * Keeps it from redelivery for `ms` more while it waits here (to be tried again in this process,
+   * after a transient failure), beyond the consumer's `holdMs`.
+   */
+  hold(ms: number): void;
   /** Done: remove it from the queue. */
   ack(): void;
   /** Failed for now: deliver it again, to any consumer, after the queue's backoff for this delivery. */
@@ -81,6 +88,14 @@ export interface QueueConsumeOptions {
 export interface DurableQueue {
   /** Deliveries per command before it is dead-lettered. */
   readonly maxDeliver: number;
+  /**
+   * How long, from when it was stored, a command that fails for a transient reason (a dependency
+   * unavailable, `ctx.retryLater()`) keeps being tried again before it is dead-lettered. Such
+   * failures do not count toward {@link maxDeliver}.
+   */
+  readonly transientForMs: number;
+  /** The wait before the first retry of a transient failure, ms; it doubles, up to a minute. */
+  readonly retryDelayMs: number;
   /**
    * Stores a command for `service.method` with `headers` (the call id in `Nats-Msg-Id`, the reply
    * subject in {@link HEADER_REPLY}). Resolves once the bus has it on record; rejects when it cannot

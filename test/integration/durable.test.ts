@@ -7,7 +7,9 @@ import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
+import { z } from "zod";
 import { createClient } from "../../src/client.js";
+import { defineContract, method } from "../../src/contract.js";
 import { kvDedupe } from "../../src/dedupe/kv.js";
 import { createResponder, type Handlers } from "../../src/responder.js";
 import { jetstreamQueue, streamNames } from "../../src/transport/jetstream.js";
@@ -52,6 +54,8 @@ describe("durable calls on JetStream", () => {
     let onStored = deferred<EnqueueReceipt>();
     const spy: DurableQueue = {
       maxDeliver: queue.maxDeliver,
+      transientForMs: queue.transientForMs,
+      retryDelayMs: queue.retryDelayMs,
       async enqueue(...args) {
         const receipt = await queue.enqueue(...args);
         stored.push(receipt);
@@ -258,6 +262,78 @@ describe("durable calls on JetStream", () => {
     expect(dead?.header.get("Ricochet-Dead-Code")).toBe("INTERNAL");
     expect(dead?.header.get("Ricochet-Deliveries")).toBe("3");
     await expect.poll(() => messagesIn(names.commands)).toBe(0);
+  });
+
+  it("a command whose dependency is down is tried again here without spending deliveries, and completes once it is back", async () => {
+    // maxDeliver 1: had the outage counted, the first failure would have dead-lettered the command.
+    const inventory = defineContract({
+      service: "inventory",
+      version: "1.0.0",
+      methods: {
+        reserve: method({ request: z.object({ n: z.number() }), response: z.object({}) }),
+      },
+    });
+    const stock = createResponder(
+      inventory,
+      { reserve: () => ({}) },
+      {
+        transport: natsTransport(ncs[2] as NatsConnection),
+        discovery: false,
+      },
+    );
+    stops.push(() => stock.stop());
+    const downstream = createClient(inventory, {
+      transport: natsTransport(ncs[1] as NatsConnection),
+      retry: { attempts: 1 }, // the outage reaches the handler at once
+    });
+    stops.push(() => downstream.close());
+    const tries: number[] = [];
+    await responder(
+      1,
+      {
+        ...billingHandlers,
+        charge: async (req, ctx) => {
+          tries.push(ctx.attempt);
+          if (tries.length === 3) await stock.start(); // inventory comes back
+          await downstream.reserve({ n: req.amountCents });
+          return { chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents };
+        },
+      },
+      queueOn(1, { maxDeliver: 1, retryDelayMs: 20 }).queue,
+    );
+    const c = client(0, queueOn(0, { maxDeliver: 1 }).queue);
+    await expect(c.charge({ accountId: "a", amountCents: 5 }, { id: "outage-1" })).resolves.toEqual(
+      {
+        chargeId: "ch_outage-1",
+        balanceCents: 95,
+      },
+    );
+    expect(tries).toEqual([1, 1, 1]); // three tries, all within the first delivery
+    await expect.poll(() => messagesIn(names.commands)).toBe(0);
+    expect(await messagesIn(names.deadLetters)).toBe(0);
+  });
+
+  it("ctx.retryLater() past transientForMs dead-letters the command, saying why", async () => {
+    let tries = 0;
+    await responder(
+      1,
+      {
+        ...billingHandlers,
+        charge: (_req, ctx) => {
+          tries++;
+          throw ctx.retryLater("the ledger is closed for the night");
+        },
+      },
+      queueOn(1, { maxDeliver: 1, retryDelayMs: 20, transientForMs: 400 }).queue,
+    );
+    const c = client(0, queueOn(0).queue);
+    const err = await rejection(c.charge({ accountId: "a", amountCents: 5 }, { id: "night-1" }));
+    expect(err.code).toBe("DEAD_LETTERED");
+    expect(err.message).toMatch(
+      /kept failing for a transient reason .*UNAVAILABLE.*ledger is closed/,
+    );
+    expect(err.details).toMatchObject({ lastCode: "UNAVAILABLE", deliveries: 1 });
+    expect(tries).toBeGreaterThan(2);
   });
 
   it("keeps a command whose handler outlasts the ack wait from being redelivered", async () => {

@@ -26,6 +26,8 @@ const queue = jetstreamQueue(jetstream(nc), { ackWaitMs: 1000, retryDelayMs: 0 }
 /** The same queue, except that in mode `ack` a command's ack is reported and never sent. */
 const held: DurableQueue = {
   maxDeliver: queue.maxDeliver,
+  transientForMs: queue.transientForMs,
+  retryDelayMs: queue.retryDelayMs,
   enqueue: (...args) => queue.enqueue(...args),
   consume: (service, onCommand, options) =>
     queue.consume(
