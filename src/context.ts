@@ -31,6 +31,8 @@ export interface CallContext<M extends AnyMethod = AnyMethod> {
   readonly headers: Readonly<Record<string, string>>;
   /** A pino child logger bound to the service, method and call id. */
   readonly logger: Logger;
+  /** The contract's service name (also for a durable command, whose subject is the queue's). */
+  readonly service: string;
   /** The method's name. */
   readonly method: string;
   /** The subject the call arrived on. */
@@ -82,6 +84,7 @@ export class LazyContext implements CallContext {
     readonly id: string,
     readonly attempt: number,
     readonly deadline: number,
+    readonly service: string,
     readonly method: string,
     msg: TransportMessage,
     log: Logger,

@@ -23,12 +23,19 @@ export interface Answer {
   transient?: boolean;
 }
 
+/** What happened to a durable command after a failed run. */
+export type DurableOutcome = "redelivered" | "retried" | "deadLettered";
+
 /** What settling needs from the responder. */
 export interface SettleEnv {
   /** Deliveries allowed per command. */
   maxDeliver: number;
+  /** `<service>.<method>`, to name the command in messages (its subject is the queue's). */
+  name: string;
   /** How long a command failing for a transient reason is tried again, from when it was stored. */
   transientForMs: number;
+  /** Told when a failed command is delivered again or dead-lettered (for metrics). */
+  onOutcome?: ((outcome: DurableOutcome) => void) | undefined;
   /** Sends a reply to the command's caller (and counts it in the statistics). */
   send(reply: StoredReply): void;
   log: Logger;
@@ -55,12 +62,13 @@ export async function settleCommand(
   answer: Answer | undefined,
   env: SettleEnv,
 ): Promise<void> {
-  const call = callScope(command);
+  const call = callScope(command, env.name);
   const scope = { ...call, delivery: command.delivery };
   try {
     if (answer?.poison) {
       const err = answer.poison;
       const deadLetter = await command.deadLetter({ code: err.code, message: err.message });
+      env.onOutcome?.("deadLettered");
       env.log.warn({ ...scope, deadLetter, code: err.code }, "poison command dead-lettered");
       const details =
         typeof err.details === "object" && err.details !== null ? { ...err.details } : {};
@@ -79,7 +87,7 @@ export async function settleCommand(
       ? failedForNow(answer)
       : {
           code: "TIMEOUT",
-          message: `${command.subject}: delivery ${command.delivery - 1} did not finish (its responder stopped, or held it past the ack wait)`,
+          message: `${env.name}: delivery ${command.delivery - 1} did not finish (its responder stopped, or held it past the ack wait)`,
         };
     if (failure === undefined) {
       // Only an answer can be final: without one, `failure` is always set.
@@ -93,9 +101,11 @@ export async function settleCommand(
     if (!expired && last < env.maxDeliver) {
       env.log.warn({ ...scope, code: failure.code }, "durable command failed; it will be retried");
       command.retry();
+      env.onOutcome?.("redelivered");
       return;
     }
     const deadLetter = await command.deadLetter(failure);
+    env.onOutcome?.("deadLettered");
     env.log.error(
       { ...scope, deadLetter, code: failure.code },
       expired
@@ -109,7 +119,7 @@ export async function settleCommand(
       errorReply(
         new RpcError(
           "DEAD_LETTERED",
-          `${command.subject} ${why} (last: ${failure.code}: ${failure.message}); the command was moved to ${deadLetter}: fix the cause, then republish it from there`,
+          `${env.name} ${why} (last: ${failure.code}: ${failure.message}); the command was moved to ${deadLetter}: fix the cause, then republish it from there`,
           {
             ...call,
             details: { deadLetter, deliveries: last, lastCode: failure.code },
@@ -123,7 +133,7 @@ export async function settleCommand(
   }
 }
 
-function callScope(command: QueuedCommand): { callId?: string; subject: string } {
+function callScope(command: QueuedCommand, name: string): { callId?: string; subject: string } {
   const callId = command.header(HEADER_CALL_ID);
-  return callId === undefined ? { subject: command.subject } : { callId, subject: command.subject };
+  return callId === undefined ? { subject: name } : { callId, subject: name };
 }

@@ -94,7 +94,8 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
 
   return async (incoming) => {
     const { name, method, msg, received, command } = incoming;
-    const subject = msg.subject;
+    // A durable command is named by its method, not by the queue's subject it came on.
+    const subject = command ? `${service}.${name}` : msg.subject;
     const sent = callHeaders(msg);
     const sentId = sent.id;
     const idOk = sentId === undefined || isValidCallId(sentId);
@@ -146,7 +147,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     const attempt = command ? command.delivery : ((sent.attempt as number | undefined) ?? 1);
     const handler = handlers[name] as (request: unknown, ctx: LazyContext) => unknown;
     const run = () => {
-      const ctx = new LazyContext(id, attempt, deadline, name, msg, log, env.stopping);
+      const ctx = new LazyContext(id, attempt, deadline, service, name, msg, log, env.stopping);
       return execute(handler, checked.value, method, ctx, log, use);
     };
     // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.

@@ -32,6 +32,7 @@ export { kvDedupe } from "./dedupe/kv.js";
 export type { MemoryDedupeOptions, MemoryDedupeStore } from "./dedupe/memory.js";
 export { memoryDedupe } from "./dedupe/memory.js";
 export type { Claim, DedupeStore, StoredReply } from "./dedupe/types.js";
+export type { DurableOutcome } from "./durable.js";
 // Errors
 export type { RpcCode, RpcErrorOptions } from "./errors.js";
 export { isRpcError, RPC_CODES, RpcError } from "./errors.js";

@@ -20,6 +20,7 @@ export interface PromClientModule {
 }
 
 import type { RetryInfo } from "./call.js";
+import type { DurableOutcome } from "./durable.js";
 import { isRpcError } from "./errors.js";
 import type { ClientMiddleware, ResponderMiddleware } from "./middleware.js";
 import type { DedupeOutcome } from "./once.js";
@@ -51,6 +52,12 @@ export interface MethodMetrics {
   retries: number;
   /** Calls answered without running the handler, by how (responder side): duplicates, or refused because the dedupe store was full. */
   dedupe: Record<DedupeOutcome, number>;
+  /**
+   * Durable commands (responder side), by what happened after a failed run: delivered again after the
+   * handler's own failure (`redelivered`), tried again in place after a transient failure (`retried`),
+   * or moved to the dead-letter subject (`deadLettered`).
+   */
+  durable: Record<DurableOutcome, number>;
 }
 
 /** Everything recorded, by side and then by `<service>.<method>`. */
@@ -64,13 +71,15 @@ export interface Metrics {
   readonly responder: {
     use: ResponderMiddleware[];
     onDuplicate: (info: { service: string; method: string; outcome: DedupeOutcome }) => void;
+    onDurable: (info: { service: string; method: string; outcome: DurableOutcome }) => void;
   };
   /** A copy of everything recorded so far. */
   snapshot(): MetricsSnapshot;
   /**
    * Registers Prometheus metrics that read this recorder at scrape time: `ricochet_calls_total`
    * (labels side, service, method, code), `ricochet_call_duration_seconds` (histogram),
-   * `ricochet_calls_in_flight`, `ricochet_retries_total`, `ricochet_dedupe_total` (label outcome).
+   * `ricochet_calls_in_flight`, `ricochet_retries_total`, `ricochet_dedupe_total` and
+   * `ricochet_durable_total` (label outcome).
    * @param prom the `prom-client` module
    * @param registry where to register @default prom.register
    */
@@ -115,6 +124,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         latencySum: 0,
         retries: 0,
         dedupe: { replayed: 0, joined: 0, conflict: 0, refused: 0, dropped: 0 },
+        durable: { redelivered: 0, retried: 0, deadLettered: 0 },
       };
       state[side].set(key, m);
     }
@@ -217,6 +227,20 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         });
       },
     });
+    new prom.Counter({
+      name: "ricochet_durable_total",
+      help: "Durable commands after a failed run, by outcome: redelivered (the handler's own failure), retried (in place, after a transient failure), deadLettered.",
+      labelNames: ["side", "service", "method", "outcome"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        each((side, key, m) => {
+          if (side !== "responder") return;
+          for (const [outcome, n] of Object.entries(m.durable))
+            this.inc({ ...labelsOf(side, key), outcome }, n);
+        });
+      },
+    });
     // A histogram cannot be set from totals, so this one is fed as calls finish, from registration on.
     const histogram = new prom.Histogram({
       name: "ricochet_call_duration_seconds",
@@ -238,9 +262,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       },
     },
     responder: {
-      use: [(ctx, _request, next) => observe("responder", ctx.subject, next)],
+      // By the contract's names: a durable command's subject is the queue's, not `<service>.<method>`.
+      use: [(ctx, _request, next) => observe("responder", `${ctx.service}.${ctx.method}`, next)],
       onDuplicate: (info) => {
         of("responder", `${info.service}.${info.method}`).dedupe[info.outcome]++;
+      },
+      onDurable: (info) => {
+        of("responder", `${info.service}.${info.method}`).durable[info.outcome]++;
       },
     },
     snapshot,

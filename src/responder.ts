@@ -14,7 +14,7 @@ import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
 import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
-import { type Answer, settleCommand } from "./durable.js";
+import { type Answer, type DurableOutcome, settleCommand } from "./durable.js";
 import { RpcError } from "./errors.js";
 import { errorReply } from "./execute.js";
 import { callHandler, type IncomingCall } from "./handle.js";
@@ -63,6 +63,16 @@ export interface ResponderOptions {
   logger?: Logger;
   /** Middleware run around every handler, the first outermost, after validation. @default [] */
   use?: ResponderMiddleware[];
+  /**
+   * Told when a durable command that failed is delivered again, tried again in place (a transient
+   * failure), or dead-lettered (for metrics).
+   */
+  onDurable?: (info: {
+    service: string;
+    method: string;
+    id: string;
+    outcome: DurableOutcome;
+  }) => void;
   /** Told when a duplicate call is answered without running its handler (for metrics). */
   onDuplicate?: (info: {
     service: string;
@@ -246,18 +256,29 @@ export function createResponder<C extends AnyContract>(
           );
         }
         if (!(await pause(delay, shutdown.signal)) || job.answered) return;
+        durableOutcome(job, "retried");
         job.received = Date.now();
         answer = await handleSafely(job);
       }
       if (job.answered) return;
       await settleCommand(command, answer, {
         maxDeliver: queueOf.maxDeliver,
+        name: `${contract.service}.${job.name}`,
         transientForMs: queueOf.transientForMs,
+        onOutcome: (outcome) => durableOutcome(job, outcome),
         send: (reply) => send(job, reply),
         log,
       });
     }
   };
+  /** Reports what happened to a failed durable command, by the contract's names. */
+  const durableOutcome = (job: Job, outcome: DurableOutcome) =>
+    options.onDurable?.({
+      service: contract.service,
+      method: job.name,
+      id: job.msg.header(HEADER_CALL_ID) ?? "",
+      outcome,
+    });
   /** Handles `job`; a failure of ricochet itself becomes an INTERNAL answer. */
   const handleSafely = async (job: Job): Promise<Answer> => {
     try {

@@ -117,7 +117,7 @@ export function responderTracing(api: OtelApi, options: TracingOptions = {}): Re
   const tracer = otel.trace.getTracer(options.tracerName ?? SYSTEM);
   return (ctx: CallContext, _request, next) => {
     const parent = otel.propagation.extract(otel.ROOT_CONTEXT, ctx.headers);
-    const service = ctx.subject.slice(0, ctx.subject.length - ctx.method.length - 1);
+    const service = ctx.service;
     return tracer.startActiveSpan(
       `${service}/${ctx.method}`,
       {

@@ -11,7 +11,8 @@ import { z } from "zod";
 import { createClient } from "../../src/client.js";
 import { defineContract, method } from "../../src/contract.js";
 import { kvDedupe } from "../../src/dedupe/kv.js";
-import { createResponder, type Handlers } from "../../src/responder.js";
+import { createMetrics } from "../../src/metrics.js";
+import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
 import { jetstreamQueue, streamNames } from "../../src/transport/jetstream.js";
 import { natsTransport } from "../../src/transport/nats.js";
 import type { DurableQueue, EnqueueReceipt } from "../../src/transport/queue.js";
@@ -73,12 +74,18 @@ describe("durable calls on JetStream", () => {
     };
   }
 
-  async function responder(i: number, handlers: Handlers<typeof billing>, queue: DurableQueue) {
+  async function responder(
+    i: number,
+    handlers: Handlers<typeof billing>,
+    queue: DurableQueue,
+    extra: Partial<ResponderOptions> = {},
+  ) {
     const nc = ncs[i] as NatsConnection;
     const r = createResponder(billing, handlers, {
       transport: natsTransport(nc),
       durable: queue,
       discovery: false,
+      ...extra,
     });
     await r.start();
     stops.push(() => r.stop());
@@ -236,6 +243,7 @@ describe("durable calls on JetStream", () => {
 
   it("a command failing on every delivery is dead-lettered after maxDeliver, and its caller gets DEAD_LETTERED", async () => {
     let runs = 0;
+    const metrics = createMetrics();
     await responder(
       1,
       {
@@ -246,9 +254,20 @@ describe("durable calls on JetStream", () => {
         },
       },
       queueOn(1, { maxDeliver: 3 }).queue,
+      metrics.responder,
     );
     const c = client(0, queueOn(0, { maxDeliver: 3 }).queue);
     const err = await rejection(c.charge({ accountId: "a", amountCents: 5 }, { id: "doomed-1" }));
+    // Named by the contract, not by the queue's subject; redeliveries and the dead letter counted.
+    expect(err.subject).toBe("billing.charge");
+    expect(err.message).toMatch(/^billing\.charge failed on all 3 deliveries/);
+    const snap = metrics.snapshot().responder;
+    expect(Object.keys(snap)).toEqual(["billing.charge"]);
+    expect(snap["billing.charge"]?.durable).toEqual({
+      redelivered: 2,
+      retried: 0,
+      deadLettered: 1,
+    });
     expect(err.code).toBe("DEAD_LETTERED");
     expect(err.details).toEqual({
       deadLetter: "ricochet.dead.billing.charge",
@@ -288,6 +307,7 @@ describe("durable calls on JetStream", () => {
     });
     stops.push(() => downstream.close());
     const tries: number[] = [];
+    const metrics = createMetrics();
     await responder(
       1,
       {
@@ -300,6 +320,7 @@ describe("durable calls on JetStream", () => {
         },
       },
       queueOn(1, { maxDeliver: 1, retryDelayMs: 20 }).queue,
+      metrics.responder,
     );
     const c = client(0, queueOn(0, { maxDeliver: 1 }).queue);
     await expect(c.charge({ accountId: "a", amountCents: 5 }, { id: "outage-1" })).resolves.toEqual(
@@ -309,6 +330,11 @@ describe("durable calls on JetStream", () => {
       },
     );
     expect(tries).toEqual([1, 1, 1]); // three tries, all within the first delivery
+    expect(metrics.snapshot().responder["billing.charge"]?.durable).toEqual({
+      redelivered: 0,
+      retried: 2,
+      deadLettered: 0,
+    });
     await expect.poll(() => messagesIn(names.commands)).toBe(0);
     expect(await messagesIn(names.deadLetters)).toBe(0);
   });
