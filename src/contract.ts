@@ -24,6 +24,8 @@ export interface MethodDefinition<
   readonly errors: Errs;
   /** A sentence on what the method does; shown in discovery. */
   readonly description: string | undefined;
+  /** Whether its responders deduplicate calls by id (see {@link method}'s `dedupe`). */
+  readonly dedupe: boolean;
 }
 
 /** Any method definition. */
@@ -118,6 +120,13 @@ export function method<
   errors?: Errs;
   /** A sentence on what the method does. */
   description?: string;
+  /**
+   * `false` for a method that is safe to run twice, such as a read: its responders do not
+   * deduplicate its calls, which saves the dedupe store's work (with `kvDedupe`, two KV writes a call).
+   * A retried call may then run its handler again.
+   * @default true
+   */
+  dedupe?: boolean;
 }): MethodDefinition<Req, Res, Errs> {
   if (!isSchema(definition.request))
     throw new TypeError("method(): `request` must be a zod 4 schema");
@@ -141,6 +150,7 @@ export function method<
     response: definition.response,
     errors,
     description: definition.description,
+    dedupe: definition.dedupe ?? true,
   });
 }
 

@@ -150,8 +150,9 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
       const ctx = new LazyContext(id, attempt, deadline, service, name, msg, log, env.stopping);
       return execute(handler, checked.value, method, ctx, log, use);
     };
-    // Without a store, or for a caller that sent no id (nothing to deduplicate on), just run.
-    if (once === undefined || sentId === undefined) return await run();
+    // Without a store, for a caller that sent no id (nothing to deduplicate on), or for a method its
+    // contract says is safe to run twice, just run.
+    if (once === undefined || sentId === undefined || !method.dedupe) return await run();
     return await runOnce(once, { id, method: name, data: msg.data, deadline, subject }, run);
   };
 }
