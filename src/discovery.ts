@@ -97,6 +97,8 @@ export interface DiscoverySource {
   started: Date;
   endpoints: Endpoint[];
   stats: Map<string, EndpointStats>;
+  /** Whether this instance consumes the service's durable commands. */
+  durable: boolean;
 }
 
 function documents(src: DiscoverySource) {
@@ -104,7 +106,11 @@ function documents(src: DiscoverySource) {
     name: src.contract.service,
     id: src.id,
     version: src.contract.version,
-    metadata: { "ricochet.version": "1" } as Record<string, string>,
+    metadata: {
+      "ricochet.version": "1",
+      // Durable callers wait on instances that say "true" here; none means their commands just wait.
+      "ricochet.durable": String(src.durable),
+    } as Record<string, string>,
   };
   return {
     PING: () => ({ type: "io.nats.micro.v1.ping_response", ...identity }),

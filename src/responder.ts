@@ -388,7 +388,7 @@ export function createResponder<C extends AnyContract>(
       subs.push(
         ...serveDiscovery(
           transport,
-          { contract, id, started: new Date(), endpoints, stats },
+          { contract, id, started: new Date(), endpoints, stats, durable: queueOf !== undefined },
           log,
           onRefused,
         ),
@@ -460,7 +460,18 @@ export function createResponder<C extends AnyContract>(
           starting = undefined;
           throw err;
         }
-        log.info({ queue, id, methods: Object.keys(contract.methods) }, "responder started");
+        log.info(
+          {
+            queue,
+            id,
+            methods: Object.keys(contract.methods),
+            durable: queueOf !== undefined,
+            ...(transport.server === undefined ? {} : { server: transport.server }),
+          },
+          queueOf === undefined
+            ? "responder started (core calls only: durable commands are not consumed here; pass durable: queue to serve them)"
+            : "responder started",
+        );
       })();
       return starting;
     },

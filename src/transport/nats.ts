@@ -67,7 +67,8 @@ class NatsMessage implements TransportMessage {
  *
  * @example
  * import { connect } from "@nats-io/transport-node";
- * const nc = await connect({ servers: process.env.NATS_URL });
+ * // Say which server: with `servers` undefined, nats.js connects to 127.0.0.1:4222 without a word.
+ * const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
  * const transport = natsTransport(nc);
  */
 export function natsTransport(nc: NatsConnection, options: NatsTransportOptions = {}): Transport {
@@ -110,6 +111,9 @@ export function natsTransport(nc: NatsConnection, options: NatsTransportOptions 
   return {
     onReconnect: (listener: () => void) => listen(reconnected, listener),
     onDenied: (listener: (denied: Denied) => void) => listen(deniedListeners, listener),
+    get server() {
+      return nc.getServer();
+    },
     get maxPayload() {
       return nc.info?.max_payload ?? 1024 * 1024;
     },

@@ -70,6 +70,8 @@ export interface Transport {
   createInbox(): string;
   /** The largest payload the bus accepts, in bytes. */
   readonly maxPayload: number;
+  /** The server this transport is connected to now (`host:port`), for logs; absent for the memory bus. */
+  readonly server?: string | undefined;
   /**
    * Calls `listener` each time the connection to the bus comes back after it was lost (messages sent
    * to this connection meanwhile are gone). Returns a function that stops the calls. Optional: a bus

@@ -5,11 +5,12 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { Svcm } from "@nats-io/services";
 import { connect } from "@nats-io/transport-node";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient } from "../../src/client.js";
 import { createResponder, type Responder } from "../../src/responder.js";
 import { natsTransport } from "../../src/transport/nats.js";
-import { billing } from "../fixtures/billing.js";
+import { billing, captureLogs } from "../fixtures/billing.js";
 
 async function collect<T>(iter: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -21,6 +22,7 @@ describe("NATS micro discovery", () => {
   let responderNc: NatsConnection;
   let peerNc: NatsConnection;
   let responder: Responder;
+  const startLog = captureLogs();
   const id = `disc${Date.now().toString(36)}`;
 
   beforeAll(async () => {
@@ -40,7 +42,11 @@ describe("NATS micro discovery", () => {
         },
         ping: () => "pong" as const,
       },
-      { transport: natsTransport(responderNc), instanceId: id },
+      {
+        transport: natsTransport(responderNc),
+        instanceId: id,
+        logger: pino({ level: "info" }, startLog.stream),
+      },
     );
     await responder.start();
     const client = createClient(billing, { transport: natsTransport(peerNc) });
@@ -70,6 +76,12 @@ describe("NATS micro discovery", () => {
     ]);
   });
 
+  it("says in its start log line which server it is on, and that it does not consume durable commands", () => {
+    const line = startLog.lines.find((l) => String(l.msg).startsWith("responder started"));
+    expect(line).toMatchObject({ durable: false, server: expect.stringMatching(/:\d+$/) });
+    expect(line?.msg).toMatch(/durable commands are not consumed here; pass durable: queue/);
+  });
+
   it("lists every method in INFO with its subject, queue group and JSON Schemas", async () => {
     const [info] = await collect(
       await new Svcm(peerNc).client({ strategy: "timer", maxWait: 1500 }).info("billing", id),
@@ -81,7 +93,8 @@ describe("NATS micro discovery", () => {
       id,
       version: "1.0.0",
       description: "Charges accounts",
-      metadata: { "ricochet.version": "1" },
+      // Durable callers can see that this instance does not consume their commands.
+      metadata: { "ricochet.version": "1", "ricochet.durable": "false" },
     });
     expect(info?.endpoints.map((e) => [e.name, e.subject, e.queue_group])).toEqual([
       ["charge", "billing.charge", "billing"],
