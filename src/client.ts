@@ -12,11 +12,12 @@ import { CHILD_ID } from "./context.js";
 import type {
   AnyContract,
   AnyMethod,
+  CallError,
   InferRequest,
   InferResponse,
   MethodName,
 } from "./contract.js";
-import { RpcError } from "./errors.js";
+import { isRpcError, RpcError } from "./errors.js";
 import { type ClientMiddleware, compose, type OutgoingCall } from "./middleware.js";
 import {
   encodeBody,
@@ -112,14 +113,32 @@ export interface CallOptions {
 
 /** A typed async function per contract method, plus {@link Client.close}. */
 export type Client<C extends AnyContract> = {
-  readonly [K in MethodName<C>]: (
-    input: InferRequest<C, K>,
-    options?: CallOptions,
-  ) => Promise<InferResponse<C, K>>;
+  readonly [K in MethodName<C>]: ClientMethod<C, K>;
 } & {
   /** Settles every pending call with `CANCELLED`, then stops listening for replies. Idempotent. */
   close(): Promise<void>;
 };
+
+/** One method of a {@link Client}: call it, or call its `safe` form. */
+export interface ClientMethod<C extends AnyContract, K extends MethodName<C>> {
+  /** Resolves with the response, or rejects with a {@link CallError} of this method. */
+  (input: InferRequest<C, K>, options?: CallOptions): Promise<InferResponse<C, K>>;
+  /**
+   * The same call, settled as a pair instead of a rejection: `[undefined, value]`, or `[error,
+   * undefined]` with `error` typed by this method's contract, so branching on its code types its
+   * `details` without a cast.
+   *
+   * @example
+   * const [err, order] = await client.place.safe({ sku: "tea" });
+   * if (err?.code === "OUT_OF_STOCK") console.log(err.details.available);
+   */
+  safe(
+    input: InferRequest<C, K>,
+    options?: CallOptions,
+  ): Promise<
+    [error: undefined, value: InferResponse<C, K>] | [error: CallError<C, K>, value: undefined]
+  >;
+}
 
 /** @internal Counts a test reads to prove that settled calls leave nothing behind. */
 export const CLIENT_INTERNALS = Symbol.for("ricochet.client.internals");
@@ -354,6 +373,14 @@ export function createClient<C extends AnyContract>(
             const send = () => direct(input, { ...opts, headers: outgoing.headers }, outgoing.id);
             return compose(use, [outgoing], send);
           };
+    const invoke = client[name] as (input: unknown, opts?: CallOptions) => Promise<unknown>;
+    // A call settles with an RpcError (a CallError of this method); anything else is a mistake in
+    // the calling code (a bad option), which still throws.
+    (invoke as unknown as { safe: unknown }).safe = (input: unknown, opts?: CallOptions) =>
+      invoke(input, opts).then(
+        (value) => [undefined, value],
+        (err: unknown) => (isRpcError(err) ? [err, undefined] : Promise.reject(err)),
+      );
   }
   client.close = async () => {
     if (closed) return;

@@ -8,7 +8,13 @@
 // Metrics
 export type { RetryInfo } from "./call.js";
 // Client
-export type { CallOptions, Client, ClientOptions, DurableClientOptions } from "./client.js";
+export type {
+  CallOptions,
+  Client,
+  ClientMethod,
+  ClientOptions,
+  DurableClientOptions,
+} from "./client.js";
 export { createClient } from "./client.js";
 // Responder
 export type { CallContext } from "./context.js";

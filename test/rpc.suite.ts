@@ -170,6 +170,16 @@ export function rpcSuite(name: string, makePair: () => Promise<TransportPair>) {
       expect(later.message).toContain("restocking until noon");
     });
 
+    it("safe() settles as [undefined, value] or [error, undefined], the error typed by the method", async () => {
+      await serve();
+      const c = client();
+      expect(await c.echo.safe({ text: "ok" })).toEqual([undefined, { text: "ok" }]);
+      const [err, value] = await c.charge.safe({ accountId: "a", amountCents: 500 });
+      expect(value).toBeUndefined();
+      expect(err?.code).toBe("INSUFFICIENT_FUNDS");
+      if (err?.code === "INSUFFICIENT_FUNDS") expect(err.details.balanceCents).toBe(100);
+    });
+
     it("gives INTERNAL when a thrown value is not an Error, and keeps serving", async () => {
       await serve({
         ...billingHandlers,

@@ -152,3 +152,19 @@ describe("inline handlers", () => {
     );
   });
 });
+
+describe("typed errors without casts", () => {
+  it("safe() returns a pair whose error narrows on its code to typed details", async () => {
+    const client = createClient(shop, { transport });
+    const [err, value] = await client.order.safe({ sku: "a" });
+    if (err === undefined) {
+      expectTypeOf(value).toEqualTypeOf<{ orderId: string; at: Date }>();
+    } else {
+      expectTypeOf(value).toEqualTypeOf<undefined>();
+      if (err.code === "OUT_OF_STOCK")
+        expectTypeOf(err.details).toEqualTypeOf<{ available: number }>();
+      // @ts-expect-error a code the method does not declare is not one of its errors
+      if (err.code === "SOLD_OUT") throw err;
+    }
+  });
+});
