@@ -20,6 +20,8 @@ import type { Transport, TransportMessage } from "./transport/types.js";
 
 /** The least time left worth another try after a no-responders answer, ms. */
 const MIN_LAST_TRY_MS = 10;
+/** The least backoff range after a no-responders answer, ms (even with `baseMs: 0`). */
+const MIN_UNHEARD_DELAY_MS = 10;
 
 /** A call the client has validated and encoded. */
 export interface CallSpec {
@@ -134,6 +136,11 @@ export class Call {
     return this.promise;
   }
 
+  /** Whether this is a durable call whose command is (or may be) stored, waiting for its result. */
+  get waitsForStored(): boolean {
+    return this.#phase === "lingering" && (this.#stored !== undefined || this.#maybeStored);
+  }
+
   /** The server refused a publish or subscription this call needs: settle with PERMISSION_DENIED. */
   deny(what: string, serverSays: string): void {
     const { subject, callId } = this.spec.scope;
@@ -199,16 +206,20 @@ export class Call {
       this.#fail();
       return;
     }
-    // Equal jitter: at least half the range, so a long outage is not polled in a tight loop.
-    const ceiling = Math.min(
-      this.spec.policy.maxMs,
-      Math.max(1, this.spec.policy.baseMs) * 2 ** (this.#unheard - 1),
+    // Equal jitter: at least half the range (and a few ms), so an outage is not polled in a tight loop.
+    const ceiling = Math.max(
+      MIN_UNHEARD_DELAY_MS,
+      Math.min(this.spec.policy.maxMs, this.spec.policy.baseMs * 2 ** (this.#unheard - 1)),
     );
-    const delayMs = Math.ceil(ceiling / 2 + backoffMs(this.spec.policy, 2) / 2);
+    const delayMs = Math.ceil(ceiling / 2 + (Math.random() * ceiling) / 2);
     if (left - delayMs < MIN_LAST_TRY_MS) {
       // Too little time for another try to be answered (its window would end before a no-responders
-      // status could arrive, turning the real reason into TIMEOUT): settle with it now.
-      this.#fail();
+      // status could arrive, turning the real reason into TIMEOUT). An earlier attempt that went
+      // unanswered may still reply: wait for it until the deadline; otherwise settle now.
+      if (this.#unanswered) {
+        this.#phase = "lingering";
+        this.#timer = setTimeout(onTimer, Math.max(0, left), this);
+      } else this.#fail();
       return;
     }
     const code = this.#refusal?.code ?? "NO_RESPONDERS";
@@ -446,7 +457,13 @@ export class Call {
   /** Settles with the last refusal, or TIMEOUT. */
   #fail(): void {
     const refusal = this.#refusal;
-    if (refusal && refusal.code !== "TIMEOUT") {
+    // A durable command that is (or may be) stored is not "nobody got it": say where it is.
+    const durableKnown = this.#stored !== undefined || this.#maybeStored;
+    if (
+      refusal &&
+      refusal.code !== "TIMEOUT" &&
+      !(durableKnown && refusal.code === "NO_RESPONDERS")
+    ) {
       this.settle({ ok: false, error: this.#unheard > 1 ? this.#unheardFor(refusal) : refusal });
       return;
     }

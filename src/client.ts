@@ -27,7 +27,9 @@ import {
   HEADER_ERROR_CODE,
   HEADER_PROGRESS,
   HEADER_TIMEOUT,
+  isValidCallId,
   MAX_BUDGET_MS,
+  MAX_CALL_ID_LENGTH,
   methodSubject,
 } from "./protocol.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
@@ -229,7 +231,8 @@ export function createClient<C extends AnyContract>(
         transport.onDenied?.((denied) => {
           if (denied.operation !== "publish") return;
           for (const call of [...pending.values()]) {
-            if (call.spec.scope.subject === denied.subject) {
+            // A durable call already stored waits for its result, whatever a later ask-again met.
+            if (call.spec.scope.subject === denied.subject && !call.waitsForStored) {
               call.deny(`publish to ${denied.subject}`, denied.message);
             }
           }
@@ -270,8 +273,10 @@ export function createClient<C extends AnyContract>(
     picked?: string,
   ): Promise<unknown> {
     const id = picked ?? callId(opts, subject);
-    if (typeof id !== "string" || id.length === 0 || /[\r\n]/.test(id)) {
-      throw new TypeError(`${subject}: call option id must be a non-empty single-line string`);
+    if (typeof id !== "string" || !isValidCallId(id)) {
+      throw new TypeError(
+        `${subject}: call option id must be 1 to ${MAX_CALL_ID_LENGTH} characters, without control characters or surrounding spaces`,
+      );
     }
     if (closed) throw closedError(subject, id);
     const policy =

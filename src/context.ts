@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { hash } from "node:crypto";
 import type { Logger } from "pino";
 import type { input } from "zod/v4/core";
 import type { AnyMethod, ContractErrorCode } from "./contract.js";
@@ -162,7 +163,10 @@ export class LazyContext implements CallContext {
     this.#children ??= new Map();
     const n = (this.#children.get(subject) ?? 0) + 1;
     this.#children.set(subject, n);
-    return `${this.id}/${subject}/${n}`;
+    const id = `${this.id}/${subject}/${n}`;
+    // Ids of deep nesting would outgrow the 512 characters an id may have: the parent part is then
+    // replaced by its hash, the same on every run, so a re-run still derives the same ids.
+    return id.length <= 512 ? id : `${hash("sha256", this.id, "base64url")}/${subject}/${n}`;
   }
 
   /** Clears the deadline timer and the shutdown listener. */

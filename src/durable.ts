@@ -21,6 +21,8 @@ export interface Answer {
   poison?: RpcError;
   /** Failed for now, for a reason outside the handler: tried again without counting a delivery. */
   transient?: boolean;
+  /** Settles once the dedupe store recorded the call, when the reply went out before that. */
+  recorded?: Promise<void>;
 }
 
 /** What happened to a durable command after a failed run. */
@@ -92,6 +94,8 @@ export async function settleCommand(
     if (failure === undefined) {
       // Only an answer can be final: without one, `failure` is always set.
       if (answer) env.send(answer.reply);
+      // Acknowledged once the dedupe store has the call: a redelivery must find it there.
+      if (answer?.recorded) await answer.recorded;
       command.ack();
       return;
     }

@@ -220,7 +220,7 @@ function brokenHeader(sent: CallHeaders, idOk: boolean): string | undefined {
     return `header ${sent.repeated} was sent more than once (names are matched case-insensitively)`;
   }
   if (!idOk) {
-    return `${HEADER_CALL_ID} must be 1 to ${MAX_CALL_ID_LENGTH} visible ASCII characters (no spaces, controls or non-ASCII)`;
+    return `${HEADER_CALL_ID} must be 1 to ${MAX_CALL_ID_LENGTH} characters, without control characters or surrounding spaces`;
   }
   if (sent.timeout === INVALID) {
     return `${HEADER_TIMEOUT} must be whole milliseconds in ASCII digits (no sign, spaces, decimals or exponent)`;

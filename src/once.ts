@@ -65,6 +65,8 @@ export interface Outcome {
   retryable: boolean;
   /** Failed for now, for a reason outside the handler (see {@link Execution.transient}). */
   transient?: boolean;
+  /** Set when the reply went out before the store recorded the call: settles once it has. */
+  recorded?: Promise<void>;
 }
 
 /** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */
@@ -83,13 +85,7 @@ export async function runOnce(
       claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
       const denied = permissionError(err);
-      if (denied) {
-        // Waiting will not help: say so now, naming what the responder may not do.
-        const subject = denied.subject ?? "its dedupe store";
-        log.error({ ...scopeOf(call), err }, "the responder may not use its dedupe store");
-        const message = `${call.subject}: the responder may not use its dedupe store (the server refused ${subject}: ${denied.message}); call ${call.id} not run. Grant the responder's user access to the bucket (see docs/security.md)`;
-        return errorReply(new RpcError("PERMISSION_DENIED", message, scopeOf(call)));
-      }
+      if (denied) return deniedStore(log, call, denied);
       // A store that cannot answer (a leader election, an outage) must not let the call run without
       // deduplication, which could run it twice: try again until the deadline, then refuse it.
       const delay = Math.min(50 * 2 ** failures++, 1000);
@@ -123,17 +119,29 @@ export async function runOnce(
         await Promise.resolve(claim.finish(failed.reply, false)).catch(() => undefined);
         throw err;
       }
-      try {
-        const finishing = claim.finish(outcome.reply, outcome.keep);
-        if (finishing instanceof Promise) await finishing;
-      } catch (err) {
+      const failedToRecord = (err: unknown) =>
         // The handler ran; its caller gets the reply even if the store could not record it.
         log.error(
           { ...scopeOf(call), err },
           "dedupe store failed to record a finished call (after retrying); a duplicate may run again",
         );
+      let finishing: void | Promise<void>;
+      try {
+        finishing = claim.finish(outcome.reply, outcome.keep);
+      } catch (err) {
+        failedToRecord(err);
+        return outcome;
       }
-      return outcome;
+      if (!(finishing instanceof Promise)) return outcome;
+      // A store that is slow to record (retrying through an outage) must not hold the reply: the
+      // claim stays renewed meanwhile, so duplicates wait for the record. A durable command is
+      // acknowledged only once `recorded` settles.
+      const recorded = finishing.catch(failedToRecord);
+      const inTime = await Promise.race([
+        recorded.then(() => true),
+        new Promise<false>((resolve) => setTimeout(resolve, RECORD_WAIT_MS, false).unref()),
+      ]);
+      return inTime ? outcome : { ...outcome, recorded };
     }
     if (claim.status === "done") {
       log.debug(scopeOf(call), "duplicate call; replaying the stored reply");
@@ -168,7 +176,14 @@ export async function runOnce(
     }
     log.debug(scopeOf(call), "duplicate of a call in flight; waiting for its reply");
     const left = call.deadline - Date.now();
-    const reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
+    let reply: StoredReply | undefined;
+    try {
+      reply = left > 0 ? await claim.wait(AbortSignal.timeout(left)) : undefined;
+    } catch (err) {
+      const denied = permissionError(err);
+      if (denied) return deniedStore(log, call, denied);
+      throw err;
+    }
     if (reply) {
       env.onDuplicate?.(call, "joined");
       // The owner's failure (5xx) is not stored, so a later arrival of the id runs it again.
@@ -180,6 +195,22 @@ export async function runOnce(
     }
     // The running owner went away without a reply: claim again, perhaps as the new owner.
   }
+}
+
+/** How long a reply waits for a slow store to record its call before it goes out anyway, ms. */
+const RECORD_WAIT_MS = 1000;
+
+/**
+ * The answer when the responder may not use its dedupe store. Retryable for a durable command (it is
+ * delivered again, perhaps to an instance that may, and dead-lettered after `maxDeliver`): never
+ * acknowledged unrun.
+ */
+function deniedStore(log: Logger, call: OnceCall, denied: Error & { subject?: string }): Outcome {
+  // Waiting will not help: say so now, naming what the responder may not do.
+  const subject = denied.subject ?? "its dedupe store";
+  log.error({ ...scopeOf(call), err: denied }, "the responder may not use its dedupe store");
+  const message = `${call.subject}: the responder may not use its dedupe store (the server refused ${subject}: ${denied.message}); call ${call.id} not run. Grant the responder's user access to the bucket (see docs/security.md)`;
+  return errorReply(new RpcError("PERMISSION_DENIED", message, scopeOf(call)), false, true);
 }
 
 /** The log and error fields of a call; made only off the common path. */

@@ -109,7 +109,7 @@ export const INVALID = Symbol("invalid header");
  */
 export function parseMillisHeader(value: string | undefined): number | undefined | typeof INVALID {
   if (value === undefined) return undefined;
-  if (!/^[0-9]{1,32}$/.test(value)) return INVALID;
+  if (!/^[0-9]+$/.test(value)) return INVALID;
   // More than 10 digits is above 2^31-1 whatever they are: clamp without parsing a huge number.
   return value.length > 10 ? MAX_BUDGET_MS : Math.min(Number(value), MAX_BUDGET_MS);
 }
@@ -128,10 +128,22 @@ export function parseAttemptHeader(value: string | undefined): number | undefine
 /** The longest call id accepted, in characters. */
 export const MAX_CALL_ID_LENGTH = 512;
 
+/** Whether `s` holds a control character (C0, U+0000 to U+001F, or DEL). */
+export function hasControlCharacter(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
 /**
- * Whether `id` is a valid call id (`Nats-Msg-Id`): 1 to {@link MAX_CALL_ID_LENGTH} visible ASCII
- * characters (`!` to `~`: no spaces, controls or non-ASCII).
+ * Whether `id` is a valid call id (`Nats-Msg-Id`): 1 to {@link MAX_CALL_ID_LENGTH} characters, none of
+ * them a control character (C0 or DEL). Spaces and non-ASCII letters are allowed; a header value
+ * cannot start or end with a space (NATS clients trim it), so neither can an id.
  */
 export function isValidCallId(id: string): boolean {
-  return id.length > 0 && id.length <= MAX_CALL_ID_LENGTH && /^[\x21-\x7e]+$/.test(id);
+  return (
+    id.length > 0 && id.length <= MAX_CALL_ID_LENGTH && !hasControlCharacter(id) && id.trim() === id
+  );
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { setMaxListeners } from "node:events";
 import { nanoid } from "nanoid";
 import pTimeout from "p-timeout";
 import { type Logger, pino } from "pino";
@@ -186,6 +187,10 @@ export function createResponder<C extends AnyContract>(
     throw new RangeError(`graceMs must be a number >= 0, got ${options.graceMs}`);
   /** Aborted when a shutdown stops waiting for the calls in flight. */
   const shutdown = new AbortController();
+  // Every running handler that reads ctx.signal listens to it: no listener limit applies.
+  setMaxListeners(0, shutdown.signal);
+  /** Set when stop() could not confirm its unsubscribes: calls that still arrive are refused. */
+  let refusing = false;
   /** Jobs whose handling has started and not ended. */
   const running = new Set<Job>();
   const dedupe = options.dedupe === false ? undefined : (options.dedupe ?? memoryDedupe());
@@ -294,6 +299,14 @@ export function createResponder<C extends AnyContract>(
 
   const onMessage = (name: string, method: AnyMethod | undefined, msg: TransportMessage) => {
     const received = Date.now();
+    if (refusing) {
+      const message = `${msg.subject}: the responder is stopping; retry: another instance will take it`;
+      send(
+        { name, method, msg, received, t0: performance.now(), held: undefined },
+        errorReply(new RpcError("UNAVAILABLE", message)).reply,
+      );
+      return;
+    }
     // Held from receipt: a caller that retried a queued call elsewhere would have it run twice.
     const held = progress.hold(msg.reply, msg.header(HEADER_PROGRESS), received, () => {
       const budget = parseMillisHeader(msg.header(HEADER_TIMEOUT));
@@ -489,7 +502,13 @@ export function createResponder<C extends AnyContract>(
           ]).then(() => true),
           { milliseconds: graceMs, fallback: () => false },
         );
-        if (!drained) log.warn({ graceMs }, "subscriptions not drained within graceMs; going on");
+        if (!drained) {
+          refusing = true;
+          log.warn(
+            { graceMs },
+            "subscriptions not drained within graceMs; refusing calls from now on",
+          );
+        }
         log.info(
           { inFlight: admission.active, waiting: admission.waiting, graceMs },
           "draining: no new calls; finishing the calls in flight",

@@ -78,7 +78,13 @@ const fromReply = (reply: StoredReply) => ({
   data: Buffer.from(reply.data).toString("base64"),
   ...(reply.headers === undefined ? {} : { headers: { ...reply.headers } }),
 });
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms` without keeping the process alive. */
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/** Whether `err` says the bucket could not answer now (a timeout, no leader), not that it refused. */
+const unavailable = (err: unknown) =>
+  err instanceof Error &&
+  /timeout|timed out|503|no responders|unavailable/i.test(`${err.name} ${err.message}`);
 
 /** The claim was taken over by another instance (this one's lease had lapsed). */
 class ClaimLost extends Error {
@@ -126,6 +132,15 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
    * revision, and a clustered nats-server before 2.9.21 can accept both (nats-server#4320).
    */
   const claiming = new Map<string, Promise<unknown>>();
+  /**
+   * A lapsed claim this instance has seen, by key: the revision, and since when. A claim is taken over
+   * only once this instance has itself watched the same revision sit, lapsed, for a renewal interval
+   * while the bucket worked: after an outage, the owner gets that long to renew or record.
+   */
+  const observed = new Map<string, { revision: number; since: number }>();
+  /** Tokens of this instance's own writes whose outcome is unknown (the answer and the read-back failed). */
+  const uncertain = new Map<string, string>();
+  let closed = false;
 
   const running = (f: string, o: string): Stored => ({
     s: "running",
@@ -143,11 +158,15 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
   const owner = (key: string, f: string, o: string, revision: number, deadline = 0): Claim => {
     let rev = revision;
     let writes: Promise<unknown> = Promise.resolve();
+    /** Set once the finished call's record landed: no renewal may turn it back into "running". */
+    let final = false;
     /** Writes `next` over this claim, one write at a time. Throws ClaimLost, or a bucket error. */
     const write = (next: Stored): Promise<void> => {
       const done = writes.then(async () => {
+        if (final && next.s === "running") return;
         try {
           rev = await kv.update(key, encode(next), rev);
+          if (next.s !== "running") final = true;
           return;
         } catch (err) {
           const entry = await kv.get(key);
@@ -156,8 +175,13 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
             throw new ClaimLost(`kvDedupe: the claim on ${key} was taken over`, { cause: err });
           }
           rev = entry.revision;
-          if (now.s === next.s && next.s !== "running") return; // it landed
+          if (now.s !== "running") {
+            // Our finished record landed (its answer was lost): never write over it.
+            final = true;
+            if (next.s === "running" || now.s === next.s) return;
+          }
           rev = await kv.update(key, encode(next), rev);
+          if (next.s !== "running") final = true;
         }
       });
       writes = done.catch(() => undefined);
@@ -175,7 +199,7 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
           renewing = false;
           // A bucket that is briefly unavailable (a leader election): try again next time.
           if (!(err instanceof ClaimLost)) {
-            trouble();
+            if (unavailable(err)) trouble();
             return;
           }
           clearInterval(timer);
@@ -193,7 +217,8 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
           await write(next);
           return;
         } catch (err) {
-          if (err instanceof ClaimLost || Date.now() + 100 > until) throw err;
+          if (err instanceof ClaimLost || closed || Date.now() + 100 > until) throw err;
+          if (permissionError(err)) throw err;
           trouble();
           await sleep(Math.min(50 * 2 ** tries, 1000));
         }
@@ -221,20 +246,29 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
     };
   };
 
-  /** Waits for the running claim on `key` to finish (its reply), vanish or lapse (`undefined`). */
+  /**
+   * Waits for the running claim on `key` to finish (its reply), vanish, or come up for takeover at
+   * `wakeAt` (`undefined`: claim again). Throws when the bucket refuses this instance a watch.
+   */
   const waitFor = async (
     key: string,
-    lease: number,
+    wakeAt: number,
     signal: AbortSignal,
   ): Promise<StoredReply | undefined> => {
     if (signal.aborted) return undefined;
     let updates: Awaited<ReturnType<KV["watch"]>>;
     try {
       updates = await kv.watch({ key });
-    } catch {
+    } catch (err) {
+      if (permissionError(err)) throw err;
       // The bucket is unavailable (a leader election?): pause, then let the caller claim again.
-      trouble();
+      if (unavailable(err)) trouble();
       await sleep(250);
+      return undefined;
+    }
+    if (signal.aborted) {
+      // It aborted while the watch was being set up: the listener below would never hear it.
+      updates.stop();
       return undefined;
     }
     let lapse: NodeJS.Timeout | undefined;
@@ -242,24 +276,22 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
     const arm = (until: number) => {
       clearTimeout(lapse);
       // Jittered, so instances waiting on one dead owner do not all take over at the same instant.
-      lapse = setTimeout(
-        stop,
-        Math.max(0, takeoverAt(until) - Date.now()) + 10 + Math.random() * 100,
-      );
+      lapse = setTimeout(stop, Math.max(0, until - Date.now()) + 10 + Math.random() * 100);
     };
-    arm(lease);
+    arm(wakeAt);
     signal.addEventListener("abort", stop, { once: true });
     try {
       for await (const entry of updates) {
         if (entry.operation !== "PUT") return undefined;
         const r = decode(entry.value);
         if (r === undefined) return undefined;
-        if (r.s === "running") arm(r.lease);
+        if (r.s === "running") arm(takeoverAt(r.lease));
         else return toReply(r);
       }
       return undefined;
-    } catch {
-      trouble();
+    } catch (err) {
+      if (permissionError(err)) throw err;
+      if (unavailable(err)) trouble();
       await sleep(250);
       return undefined;
     } finally {
@@ -271,10 +303,13 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
 
   return {
     close() {
+      closed = true;
       for (const t of renewals) clearInterval(t);
       renewals.clear();
+      observed.clear();
     },
     async claim(id, fingerprint, deadline) {
+      if (closed) throw new Error("kvDedupe: this store was closed; create a new one");
       const key = kvKey(id);
       const before = claiming.get(key);
       const mine = (before ?? Promise.resolve())
@@ -297,7 +332,11 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
     deadline: number | undefined,
   ): Promise<Claim> {
     const o = nanoid();
-    const mine = (revision: number) => owner(key, fingerprint, o, revision, deadline);
+    const mine = (revision: number, token = o) => {
+      uncertain.delete(key);
+      observed.delete(key);
+      return owner(key, fingerprint, token, revision, deadline);
+    };
     for (let tries = 0; tries < 10; tries++) {
       try {
         return mine(await kv.create(key, encode(running(fingerprint, o))));
@@ -309,17 +348,31 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
       try {
         entry = await kv.get(key);
       } catch (err) {
-        trouble();
+        if (unavailable(err)) trouble();
+        // Our create (or takeover) may have landed: remember its token, so a later claim knows it.
+        uncertain.set(key, o);
         throw err;
       }
       if (entry === null || entry.operation !== "PUT") continue; // deleted since: create again
       const r = decode(entry.value);
       if (r?.o === o) return mine(entry.revision); // our own create, or takeover, landed
+      if (r?.s === "running" && r.f === fingerprint && r.o === uncertain.get(key)) {
+        return mine(entry.revision, r.o); // an earlier claim of ours whose outcome we did not know
+      }
       const now = Date.now();
       const lapsed =
         r === undefined ||
         (r.s === "done" && r.expires <= now) ||
         (r.s === "running" && takeoverAt(r.lease) <= now);
+      if (r !== undefined && r.s === "running" && lapsed) {
+        // Lapsed by its timestamp; take it over only once this instance has seen it sit so.
+        const seen = observed.get(key);
+        const wakeAt = watchedLapse(key, entry.revision, seen, now);
+        if (wakeAt > now) {
+          if (r.f !== fingerprint) return { status: "conflict" };
+          return { status: "running", wait: (signal) => waitFor(key, wakeAt, signal) };
+        }
+      }
       if (lapsed || r.s === "failed") {
         // Expired, abandoned by a dead owner, or a failure that is not kept: take the claim.
         try {
@@ -330,11 +383,32 @@ export function kvDedupe(bucket: KvBucket, options: KvDedupeOptions = {}): KvDed
       }
       if (r.f !== fingerprint) return { status: "conflict" };
       if (r.s === "done") return { status: "done", reply: toReply(r) };
-      const lease = r.lease;
-      return { status: "running", wait: (signal) => waitFor(key, lease, signal) };
+      const wakeAt = takeoverAt(r.lease);
+      return { status: "running", wait: (signal) => waitFor(key, wakeAt, signal) };
     }
     throw new Error(
       `kvDedupe: could not claim call id ${id} after 10 tries; is the KV bucket healthy?`,
     );
+  }
+
+  /**
+   * When the lapsed claim at `revision` on `key` may be taken over: once this instance has watched it
+   * unchanged for a renewal interval, counted from when it first saw it (or from the bucket's last
+   * failure here, if later). Records the first sighting.
+   */
+  function watchedLapse(
+    key: string,
+    revision: number,
+    seen: { revision: number; since: number } | undefined,
+    now: number,
+  ): number {
+    if (seen?.revision !== revision) {
+      if (observed.size >= 10_000) {
+        for (const [k, v] of observed) if (now - v.since > 2 * leaseMs) observed.delete(k);
+      }
+      observed.set(key, { revision, since: now });
+      return now + leaseMs / 3;
+    }
+    return Math.max(seen.since, troubleAt) + leaseMs / 3;
   }
 }

@@ -253,19 +253,19 @@ export function jetstreamQueue(
           timeout: timeoutMs,
         });
       let ack: Awaited<ReturnType<typeof publish>>;
+      const stream = streamNames(service).commands;
+      const leaderless = (cause: unknown) =>
+        new QueueUnavailableError(
+          `JetStream has no leader for stream ${stream} (a leader election after a server was lost?)`,
+          { cause },
+        );
       try {
         ack = await publish();
       } catch (err) {
         if (!isNoStream(err)) throw denied(err, `publish durable commands to ${subject}`);
-        const stream = streamNames(service).commands;
-        if (stored.delete(service)) {
-          // The stream took commands before: it lost its leader (an election), it was not deleted.
-          // Say so without a lookup, which would wait for the election too; the next failure checks.
-          throw new QueueUnavailableError(
-            `JetStream has no leader for stream ${stream} (a leader election after a server was lost?)`,
-            { cause: err },
-          );
-        }
+        // The stream took commands before: it lost its leader (an election); it was not deleted.
+        // Say so without a lookup, which would wait for the election too.
+        if (stored.has(service)) throw leaderless(err);
         // No stream captures the subject (JetStream answers "no responders"): create it, once.
         if (!manage) {
           throw new Error(
@@ -277,11 +277,18 @@ export function jetstreamQueue(
           await ensureStreams(service);
         } catch (cause) {
           if (!isNoStream(cause) && (cause as { status?: unknown })?.status !== 503) throw cause;
-          throw new QueueUnavailableError(`JetStream is unavailable for stream ${stream}`, {
-            cause,
-          });
+          throw leaderless(cause);
         }
-        ack = await publish();
+        try {
+          ack = await publish();
+        } catch (again) {
+          // The stream exists (just checked): no responders now means no leader.
+          if (isNoStream(again)) {
+            ensured.delete(service);
+            throw leaderless(again);
+          }
+          throw denied(again, `publish durable commands to ${subject}`);
+        }
       }
       stored.add(service);
       return { duplicate: ack.duplicate, location: `stream ${ack.stream}, seq ${ack.seq}` };

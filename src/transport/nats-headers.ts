@@ -73,14 +73,15 @@ export function headersOf(msg: { readonly headers?: MsgHdrs | undefined }): MsgH
 
 /**
  * Each header's value, as a record: nats.js's own lookups search and allocate per call. A header sent
- * more than once under one name has its values joined with `", "`, as HTTP combines repeated fields
- * (so a repeated ricochet header breaks its rule rather than being read by its first value).
+ * more than once under one name has its values joined with a line feed, which no single value can
+ * hold: unambiguous, and a repeated ricochet header breaks its rule rather than being read by its
+ * first value.
  */
 export function recordOf(h: MsgHdrs): Record<string, string> {
   const record: Record<string, string> = {};
   for (const [key, values] of h) {
     if (values.length === 1) record[key] = values[0] as string;
-    else if (values.length > 1) record[key] = values.join(", ");
+    else if (values.length > 1) record[key] = values.join("\n");
   }
   return record;
 }

@@ -136,12 +136,18 @@ describe("kvDedupe on a real nats-server", () => {
       leaseMs: 300,
     });
     stops.push(async () => live.close());
-    const second = await live.claim("orphan-1", "charge:x");
-    expect(second.status).toBe("running");
-    if (second.status !== "running") return;
-    expect(await second.wait(AbortSignal.timeout(5_000))).toBeUndefined(); // the lease lapsed
-    const third = await live.claim("orphan-1", "charge:x");
+    const claimedAt = Date.now();
+    // Running until the lease lapses, and then for a renewal interval this instance watches it sit.
+    let third = await live.claim("orphan-1", "charge:x");
+    let waits = 0;
+    while (third.status === "running") {
+      expect(await third.wait(AbortSignal.timeout(5_000))).toBeUndefined();
+      waits++;
+      third = await live.claim("orphan-1", "charge:x");
+    }
     expect(third.status).toBe("owner");
+    expect(waits).toBeLessThanOrEqual(6);
+    expect(Date.now() - claimedAt).toBeGreaterThanOrEqual(300 / 3); // never before it was seen lapsed
     if (third.status === "owner")
       await third.finish({ data: new TextEncoder().encode('"done"') }, true);
     const replay = await live.claim("orphan-1", "charge:x");
@@ -319,12 +325,17 @@ describe("kvDedupe on a real nats-server", () => {
     expect(await first.wait(AbortSignal.timeout(5_000))).toBeUndefined(); // the lease lapsed
     failNext = 2; // the get inside kv.create, and the claim's own
     await expect(taker.claim("outage-1", "charge:x")).rejects.toThrow(/no leader/);
+    const failedAt = Date.now();
     // Lapsed, but the bucket just failed here: the owner may be alive and unable to write. Wait.
-    const second = await taker.claim("outage-1", "charge:x");
-    expect(second.status).toBe("running");
-    if (second.status !== "running") return;
-    expect(await second.wait(AbortSignal.timeout(5_000))).toBeUndefined();
-    expect((await taker.claim("outage-1", "charge:x")).status).toBe("owner");
+    let claim = await taker.claim("outage-1", "charge:x");
+    expect(claim.status).toBe("running");
+    while (claim.status === "running") {
+      expect(await claim.wait(AbortSignal.timeout(5_000))).toBeUndefined();
+      claim = await taker.claim("outage-1", "charge:x");
+    }
+    expect(claim.status).toBe("owner");
+    // Not before a renewal interval (300 / 3 ms) of a working bucket after the failure.
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(100);
   });
 
   it("keys any call id safely", () => {

@@ -70,6 +70,7 @@ describe("protocol", () => {
     expect(parseMillisHeader(undefined)).toBeUndefined();
     // 20 digits is clamped, not turned into the default.
     expect(parseMillisHeader("12345678901234567890")).toBe(MAX_BUDGET_MS);
+    expect(parseMillisHeader("9".repeat(40))).toBe(MAX_BUDGET_MS); // however many digits
     expect(parseMillisHeader("2147483648")).toBe(MAX_BUDGET_MS);
     for (const bad of [
       "",
@@ -94,10 +95,27 @@ describe("protocol", () => {
       expect(parseAttemptHeader(bad)).toBe(INVALID);
   });
 
-  it("accepts call ids of 1 to 512 visible ASCII characters", () => {
-    for (const ok of ["a", "order-42", "x".repeat(512), "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"])
+  it("accepts call ids of 1 to 512 characters without control characters or surrounding spaces", () => {
+    for (const ok of [
+      "a",
+      "order-42",
+      "order 42",
+      "commande-é",
+      "日本",
+      "x".repeat(512),
+      "~!#$%&'()*+,-./:;<=>?@[]^_`{|}",
+    ])
       expect(isValidCallId(ok)).toBe(true);
-    for (const bad of ["", "has space", "tab\t", "é", "日本", "x".repeat(513), "nul\u0000"])
+    for (const bad of [
+      "",
+      " lead",
+      "trail ",
+      "tab\t",
+      "x".repeat(513),
+      "nul\u0000",
+      "del\u007f",
+      "cr\r",
+    ])
       expect(isValidCallId(bad)).toBe(false);
   });
 });
