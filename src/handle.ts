@@ -27,7 +27,7 @@ import {
   parseAttemptHeader,
   parseMillisHeader,
 } from "./protocol.js";
-import type { QueuedCommand } from "./transport/queue.js";
+import { HEADER_REPLAY_CALL_ID, type QueuedCommand } from "./transport/queue.js";
 import type { TransportMessage } from "./transport/types.js";
 import { describeIssues, validate } from "./validate.js";
 
@@ -97,7 +97,8 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     // A durable command is named by its method, not by the queue's subject it came on.
     const subject = command ? `${service}.${name}` : msg.subject;
     const sent = callHeaders(msg);
-    const sentId = sent.id;
+    // A replayed dead letter is stored under a message id of its own; its call id travels beside it.
+    const sentId = (command && command.header(HEADER_REPLAY_CALL_ID)) || sent.id;
     const idOk = sentId === undefined || isValidCallId(sentId);
     const id = sentId !== undefined && idOk ? sentId : nanoid();
     const scope = { callId: id, subject };

@@ -67,6 +67,8 @@ export { createResponder } from "./responder.js";
 export type { RetryOptions } from "./retry.js";
 export type { OtelApi, TracingOptions } from "./tracing.js";
 export { clientTracing, responderTracing } from "./tracing.js";
+export type { DeadLetter, DeadLetters, DeadLettersOptions } from "./transport/dead-letters.js";
+export { deadLetters } from "./transport/dead-letters.js";
 export { PayloadTooLargeError } from "./transport/errors.js";
 // Durable calls
 export type { JetStreamContext, JetStreamQueueOptions } from "./transport/jetstream.js";

@@ -19,6 +19,7 @@ it("exports exactly the public API (a change here is a change to the public surf
       "createClient",
       "createMetrics",
       "createResponder",
+      "deadLetters",
       "defineContract",
       "isRpcError",
       "jetstreamQueue",

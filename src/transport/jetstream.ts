@@ -496,7 +496,7 @@ class JetStreamCommand implements QueuedCommand {
   }
   async deadLetter(reason: DeadLetterReason): Promise<string> {
     const subject = this.env.deadSubject(this.method);
-    const callId = this.#record["Nats-Msg-Id"];
+    const callId = this.#record["Ricochet-Call-Id"] ?? this.#record["Nats-Msg-Id"];
     const headers: Record<string, string> = {
       ...this.#record,
       // The dead-letter stream dedupes on this stored command (a retried dead-lettering is stored

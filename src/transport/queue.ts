@@ -11,6 +11,12 @@ import type { TransportMessage } from "./types.js";
 /** The header a durable command carries its caller's reply subject in (a stored message has no reply). */
 export const HEADER_REPLY = "Ricochet-Reply";
 
+/**
+ * The call id of a command stored under a message id of its own (a replayed dead letter, whose call
+ * id the stream's duplicate window may still remember). Dead letters carry it too.
+ */
+export const HEADER_REPLAY_CALL_ID = "Ricochet-Call-Id";
+
 /** What the queue says about a stored command. */
 export interface EnqueueReceipt {
   /** True when a command with this id was already stored (within the queue's duplicate window). */

@@ -13,6 +13,7 @@ import { defineContract, method } from "../../src/contract.js";
 import { kvDedupe } from "../../src/dedupe/kv.js";
 import { createMetrics } from "../../src/metrics.js";
 import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
+import { deadLetters } from "../../src/transport/dead-letters.js";
 import { jetstreamQueue, streamNames } from "../../src/transport/jetstream.js";
 import { natsTransport } from "../../src/transport/nats.js";
 import type { DurableQueue, EnqueueReceipt } from "../../src/transport/queue.js";
@@ -360,6 +361,56 @@ describe("durable calls on JetStream", () => {
     );
     expect(err.details).toMatchObject({ lastCode: "UNAVAILABLE", deliveries: 1 });
     expect(tries).toBeGreaterThan(2);
+  });
+
+  it("lists, inspects and replays a dead letter at any time, under its call id, so it runs once and its result is found by id", async () => {
+    let broken = true;
+    const seen: string[] = [];
+    await responder(
+      1,
+      {
+        ...billingHandlers,
+        charge: (req, ctx) => {
+          seen.push(ctx.id);
+          if (broken) throw new Error("a bug, fixed later");
+          return { chargeId: `ch_${ctx.id}`, balanceCents: 100 - req.amountCents };
+        },
+      },
+      queueOn(1, { maxDeliver: 1 }).queue,
+    );
+    const c = client(0, queueOn(0).queue);
+    const first = await rejection(c.charge({ accountId: "a", amountCents: 5 }, { id: "replay-1" }));
+    expect(first.code).toBe("DEAD_LETTERED");
+
+    const dead = deadLetters(jetstream(ncs[2] as NatsConnection), billing.service);
+    const [letter, ...others] = await dead.list();
+    expect(others).toEqual([]);
+    expect(letter).toMatchObject({
+      method: "charge",
+      callId: "replay-1",
+      code: "INTERNAL",
+      deliveries: 1,
+    });
+    expect(JSON.parse(new TextDecoder().decode(letter?.data))).toMatchObject({
+      accountId: "a",
+      amountCents: 5,
+    });
+    expect(await dead.get(letter?.seq ?? 0)).toEqual(letter);
+
+    // Fixed; replayed within the stream's 2-minute duplicate window, which still remembers the id.
+    broken = false;
+    const { location } = await dead.replay(letter?.seq ?? 0);
+    expect(location).toMatch(/^stream RICOCHET_billing, seq \d+$/);
+    expect(await dead.list()).toEqual([]);
+    await expect.poll(() => seen.length).toBe(2);
+    expect(seen).toEqual(["replay-1", "replay-1"]); // the same call id, for dedupe
+    await expect.poll(() => messagesIn(names.commands)).toBe(0);
+    // Its result is kept under the call id: asking again replays it, the handler does not run again.
+    await expect(
+      c.charge({ accountId: "a", amountCents: 5 }, { id: "replay-1", durable: false }),
+    ).resolves.toEqual({ chargeId: "ch_replay-1", balanceCents: 95 });
+    expect(seen).toHaveLength(2);
+    await expect(dead.replay(letter?.seq ?? 0)).rejects.toThrow(/no dead letter/);
   });
 
   it("keeps a command whose handler outlasts the ack wait from being redelivered", async () => {
