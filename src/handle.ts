@@ -98,7 +98,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     const subject = command ? `${service}.${name}` : msg.subject;
     const sent = callHeaders(msg);
     // A replayed dead letter is stored under a message id of its own; its call id travels beside it.
-    const sentId = (command && command.header(HEADER_REPLAY_CALL_ID)) || sent.id;
+    const sentId = command?.header(HEADER_REPLAY_CALL_ID) || sent.id;
     const idOk = sentId === undefined || isValidCallId(sentId);
     const id = sentId !== undefined && idOk ? sentId : nanoid();
     const scope = { callId: id, subject };
