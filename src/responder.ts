@@ -392,6 +392,7 @@ export function createResponder<C extends AnyContract>(
         window: concurrency,
         holdMs: 2 * defaultTimeoutMs,
         onError: (err) => log.error({ err }, `durable queue: ${err.message}`),
+        onWarning: (message) => log.warn(`durable queue: ${message}`),
       });
     }
     if (discovery) {

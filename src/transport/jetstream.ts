@@ -156,10 +156,24 @@ export function jetstreamQueue(
   };
 
   /** Makes sure a stream exists, creating it when allowed. */
+  /** Told of settings of an existing stream or consumer that differ from this queue's options. */
+  let warn: (message: string) => void = () => undefined;
+
   async function ensureStream(config: Partial<StreamConfig> & { name: string }): Promise<void> {
     const m = await jsm();
     try {
-      await m.streams.info(config.name);
+      const { config: have } = await m.streams.info(config.name);
+      // The existing stream wins: say where it differs from what these options would create.
+      if (have.num_replicas !== config.num_replicas) {
+        warn(
+          `stream ${config.name} has ${have.num_replicas} replica(s), but this queue's replicas option is ${config.num_replicas}; the stream's setting applies (update the stream, or the option)`,
+        );
+      }
+      if (have.duplicate_window !== config.duplicate_window) {
+        warn(
+          `stream ${config.name} has a duplicate window of ${Math.round((have.duplicate_window ?? 0) / NS_PER_MS)} ms, but this queue's duplicateWindowMs is ${duplicateWindowMs}; the stream's setting applies`,
+        );
+      }
       return;
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -217,6 +231,16 @@ export function jetstreamQueue(
         );
       }
       const wait = config.ack_wait ?? 0;
+      if (wait > 0 && wait / NS_PER_MS !== ackWaitMs) {
+        warn(
+          `consumer ${CONSUMER_NAME} on ${stream} has an ack wait of ${wait / NS_PER_MS} ms, but this queue's ackWaitMs is ${ackWaitMs}; the consumer's setting applies`,
+        );
+      }
+      if (config.max_deliver !== undefined && config.max_deliver > 0) {
+        warn(
+          `consumer ${CONSUMER_NAME} on ${stream} has max_deliver ${config.max_deliver}; leave it unlimited (-1): ricochet dead-letters after its own maxDeliver (${maxDeliver}), and a server-side limit strands commands instead`,
+        );
+      }
       return wait > 0 ? wait / NS_PER_MS : ackWaitMs;
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -295,6 +319,7 @@ export function jetstreamQueue(
     },
     async consume(service, onCommand, opts): Promise<QueueConsumer> {
       const stream = streamNames(service).commands;
+      if (opts.onWarning !== undefined) warn = opts.onWarning;
       let ackWait: number;
       let consumer: PullConsumer;
       try {

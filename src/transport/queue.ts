@@ -85,6 +85,8 @@ export interface QueueConsumeOptions {
   holdMs: number;
   /** Told about failures to fetch or acknowledge commands; the consumer keeps going. */
   onError?: (err: Error) => void;
+  /** Told when the existing stream or consumer has settings other than the queue's options. */
+  onWarning?: (message: string) => void;
 }
 
 /**

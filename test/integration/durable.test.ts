@@ -6,6 +6,7 @@ import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jet
 import { type KV, Kvm } from "@nats-io/kv";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
+import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
 import { z } from "zod";
 import { createClient } from "../../src/client.js";
@@ -17,7 +18,7 @@ import { deadLetters } from "../../src/transport/dead-letters.js";
 import { jetstreamQueue, streamNames } from "../../src/transport/jetstream.js";
 import { natsTransport } from "../../src/transport/nats.js";
 import type { DurableQueue, EnqueueReceipt } from "../../src/transport/queue.js";
-import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
+import { billing, billingHandlers, captureLogs, deferred, rejection } from "../fixtures/billing.js";
 import { startChild } from "../support/child-process.js";
 
 const names = streamNames(billing.service);
@@ -411,6 +412,32 @@ describe("durable calls on JetStream", () => {
     ).resolves.toEqual({ chargeId: "ch_replay-1", balanceCents: 95 });
     expect(seen).toHaveLength(2);
     await expect(dead.replay(letter?.seq ?? 0)).rejects.toThrow(/no dead letter/);
+  });
+
+  it("warns, naming both values, when the existing stream and consumer differ from the queue's options", async () => {
+    // The stream and consumer are made with one set of options...
+    await responder(1, billingHandlers, queueOn(1).queue);
+    // ...and another responder comes with others: the existing ones apply, and it says so.
+    const logs = captureLogs();
+    await responder(
+      2,
+      billingHandlers,
+      queueOn(2, { ackWaitMs: 4000, duplicateWindowMs: 60_000 }).queue,
+      {
+        logger: pino({ level: "warn" }, logs.stream),
+      },
+    );
+    const said = logs.lines.map((l) => String(l.msg));
+    expect(said).toContainEqual(
+      expect.stringMatching(
+        /consumer ricochet on RICOCHET_billing has an ack wait of 1000 ms, but this queue's ackWaitMs is 4000/,
+      ),
+    );
+    expect(said).toContainEqual(
+      expect.stringMatching(
+        /stream RICOCHET_billing has a duplicate window of 120000 ms, but this queue's duplicateWindowMs is 60000/,
+      ),
+    );
   });
 
   it("keeps a command whose handler outlasts the ack wait from being redelivered", async () => {
