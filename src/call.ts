@@ -20,6 +20,8 @@ import type { Transport, TransportMessage } from "./transport/types.js";
 
 /** The least time left worth another try after a no-responders answer, ms. */
 const MIN_LAST_TRY_MS = 10;
+/** How long before a stored durable call's deadline it asks whether anything consumes it, at most, ms. */
+const CONSUMERS_ASK_MS = 500;
 /** The least backoff range after a no-responders answer, ms (even with `baseMs: 0`). */
 const MIN_UNHEARD_DELAY_MS = 10;
 
@@ -111,6 +113,8 @@ export class Call {
   #maybeStored = false;
   /** Attempts in a row that found no responder (or no JetStream leader): they do not count. */
   #unheard = 0;
+  /** For a stored durable call near its deadline: whether any responder consumes its commands. */
+  #consumers: "none" | "idle" | "active" | "asked" | undefined;
   readonly #started = Date.now();
 
   constructor(
@@ -354,6 +358,25 @@ export class Call {
     this.#unanswered = true;
     this.#phase = "lingering";
     const left = this.spec.deadline - Date.now();
+    // Wake a little before the deadline to ask whether anything consumes the commands, so that a
+    // TIMEOUT can say why it came (no responder serves durable calls) without settling late.
+    const early = left - Math.min(CONSUMERS_ASK_MS, left / 10);
+    this.#timer = setTimeout(onTimer, Math.max(0, Math.min(early, MAX_BUDGET_MS)), this);
+  }
+
+  /** Asks the queue whether anything consumes the stored command's service; then waits out the deadline. */
+  #askConsumers(): void {
+    const queue = this.#durable?.queue;
+    this.#consumers = "asked";
+    if (queue?.consumers !== undefined && this.#durable !== undefined) {
+      queue.consumers(this.#durable.service).then(
+        (state) => {
+          if (this.#consumers === "asked") this.#consumers = state;
+        },
+        () => undefined,
+      );
+    }
+    const left = this.spec.deadline - Date.now();
     this.#timer = setTimeout(onTimer, Math.max(0, Math.min(left, MAX_BUDGET_MS)), this);
   }
 
@@ -405,7 +428,8 @@ export class Call {
       return;
     }
     if (this.#phase === "lingering") {
-      this.#fail();
+      if (this.#stored !== undefined && this.#consumers === undefined) this.#askConsumers();
+      else this.#fail();
       return;
     }
     this.#unanswered = true;
@@ -437,6 +461,18 @@ export class Call {
     this.#retry = { code, delayMs };
     this.#phase = "backoff";
     this.#timer = setTimeout(onTimer, delayMs, this);
+  }
+
+  /** What the queue said about its consumers, as part of a TIMEOUT message. */
+  #consumersNote(): string {
+    const service = this.#durable?.service ?? "the service";
+    if (this.#consumers === "none") {
+      return ` (but no responder has ever consumed durable commands of ${service}: start one with the durable option)`;
+    }
+    if (this.#consumers === "idle") {
+      return ` (but no responder is consuming durable commands of ${service} now: is one running with the durable option?)`;
+    }
+    return "";
   }
 
   /** `refusal`, saying how long the call kept trying. */
@@ -473,7 +509,7 @@ export class Call {
     const stored = this.#stored;
     const message =
       stored !== undefined
-        ? `${subject}: no result within ${elapsed} ms, but the durable command is stored (${stored}, call ${callId}) and will run when a responder takes it; call again with id '${callId}' to get its result`
+        ? `${subject}: no result within ${elapsed} ms, but the durable command is stored (${stored}, call ${callId}) and will run when a responder takes it${this.#consumersNote()}; call again with id '${callId}' to get its result`
         : this.#maybeStored
           ? `${subject}: no result within ${elapsed} ms, and JetStream did not confirm storing the durable command (call ${callId}); it may be stored and run later: call again with id '${callId}' (never a new id) to find out`
           : `${subject} timed out after ${elapsed} ms (call ${callId}, ${n} attempt${n === 1 ? "" : "s"}); is a responder running, and is the deadline long enough?`;

@@ -269,6 +269,18 @@ export function jetstreamQueue(
     maxDeliver,
     transientForMs,
     retryDelayMs,
+    async consumers(service) {
+      try {
+        const info = await (await jsm()).consumers.info(
+          streamNames(service).commands,
+          CONSUMER_NAME,
+        );
+        return info.num_waiting > 0 || info.num_ack_pending > 0 ? "active" : "idle";
+      } catch (err) {
+        if (isNotFound(err)) return "none";
+        throw err;
+      }
+    },
     async enqueue(service, method, data, headers, timeoutMs): Promise<EnqueueReceipt> {
       const subject = `${prefix}.${service}.${method}`;
       const publish = () =>

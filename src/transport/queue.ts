@@ -105,6 +105,12 @@ export interface DurableQueue {
   /** The wait before the first retry of a transient failure, ms; it doubles, up to a minute. */
   readonly retryDelayMs: number;
   /**
+   * Whether any responder is consuming `service`'s commands now: `"none"` when nothing has ever
+   * consumed them (no consumer), `"idle"` when nothing pulls or holds any, `"active"` otherwise.
+   * Optional; used to explain a durable call's `TIMEOUT`.
+   */
+  consumers?(service: string): Promise<"none" | "idle" | "active">;
+  /**
    * Stores a command for `service.method` with `headers` (the call id in `Nats-Msg-Id`, the reply
    * subject in {@link HEADER_REPLY}). Resolves once the bus has it on record; rejects when it cannot
    * confirm that within `timeoutMs`.

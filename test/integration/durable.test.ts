@@ -59,6 +59,7 @@ describe("durable calls on JetStream", () => {
       maxDeliver: queue.maxDeliver,
       transientForMs: queue.transientForMs,
       retryDelayMs: queue.retryDelayMs,
+      consumers: (service) => queue.consumers?.(service) ?? Promise.resolve("active"),
       async enqueue(...args) {
         const receipt = await queue.enqueue(...args);
         stored.push(receipt);
@@ -147,6 +148,10 @@ describe("durable calls on JetStream", () => {
     expect(err.code).toBe("TIMEOUT");
     expect(err.message).toContain(`stream ${names.commands}, seq 1`);
     expect(err.message).toContain("call again with id 'late-1'");
+    // Nothing has consumed billing's commands yet: the TIMEOUT says so, and what to do.
+    expect(err.message).toMatch(
+      /no responder has ever consumed durable commands of billing: start one with the durable option/,
+    );
 
     const count = counting();
     await responder(1, count.handlers, queueOn(1).queue);
