@@ -362,6 +362,9 @@ export class Call {
     // TIMEOUT can say why it came (no responder serves durable calls) without settling late.
     const early = left - Math.min(CONSUMERS_ASK_MS, left / 10);
     this.#timer = setTimeout(onTimer, Math.max(0, Math.min(early, MAX_BUDGET_MS)), this);
+    // Stored by an earlier attempt whose confirmation was lost (the connection dropped): the command
+    // may have run, and its reply been lost, before this call was waiting for it. Ask for it now.
+    if (receipt.duplicate) this.askAgain();
   }
 
   /** Asks the queue whether anything consumes the stored command's service; then waits out the deadline. */
