@@ -158,67 +158,35 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
   };
 }
 
-/** ricochet's own request headers, by their lower-case names. */
-const OWN_HEADERS = new Map(
-  [HEADER_CALL_ID, HEADER_TIMEOUT, HEADER_ATTEMPT, HEADER_PROGRESS].map((h) => [
-    h.toLowerCase(),
-    h,
-  ]),
-);
-
 /** A call's own headers as sent, each parsed by its rule (see docs/protocol.md). */
 interface CallHeaders {
   id?: string;
   timeout?: number | typeof INVALID | undefined;
   attempt?: number | typeof INVALID | undefined;
   progress?: number | typeof INVALID | undefined;
-  /** A header sent under two spellings (`Nats-Msg-Id` and `nats-msg-id`). */
-  repeated?: string;
 }
 
 /**
- * Reads ricochet's own headers from `msg`, matching their names case-insensitively (as HTTP and
- * nats.go's canonical form do). The exact spelling is the common case and costs one lookup each; other
- * spellings are looked for only when a message has headers the exact lookups did not all find.
+ * Reads ricochet's own headers from `msg`. The transport files them under their canonical spelling
+ * whatever case they came in, and joins a repeated one with a line feed (which breaks every rule).
  */
 function callHeaders(msg: TransportMessage): CallHeaders {
-  let id = msg.header(HEADER_CALL_ID);
-  let timeout = msg.header(HEADER_TIMEOUT);
-  let attempt = msg.header(HEADER_ATTEMPT);
-  let progress = msg.header(HEADER_PROGRESS);
-  let repeated: string | undefined;
-  const all = msg.headers();
-  for (const key in all) {
-    const canonical = OWN_HEADERS.get(key.toLowerCase());
-    if (canonical === undefined || canonical === key) continue;
-    const value = all[key] as string;
-    const seen =
-      canonical === HEADER_CALL_ID
-        ? id
-        : canonical === HEADER_TIMEOUT
-          ? timeout
-          : canonical === HEADER_ATTEMPT
-            ? attempt
-            : progress;
-    if (seen !== undefined) repeated = canonical;
-    else if (canonical === HEADER_CALL_ID) id = value;
-    else if (canonical === HEADER_TIMEOUT) timeout = value;
-    else if (canonical === HEADER_ATTEMPT) attempt = value;
-    else progress = value;
-  }
   const out: CallHeaders = {};
+  const id = msg.header(HEADER_CALL_ID);
   if (id !== undefined) out.id = id;
+  const timeout = msg.header(HEADER_TIMEOUT);
   if (timeout !== undefined) out.timeout = parseMillisHeader(timeout);
+  const attempt = msg.header(HEADER_ATTEMPT);
   if (attempt !== undefined) out.attempt = parseAttemptHeader(attempt);
+  const progress = msg.header(HEADER_PROGRESS);
   if (progress !== undefined) out.progress = parseMillisHeader(progress);
-  if (repeated !== undefined) out.repeated = repeated;
   return out;
 }
 
 /** Why the call's own headers break their rules, or `undefined` when they do not. */
 function brokenHeader(sent: CallHeaders, idOk: boolean): string | undefined {
-  if (sent.repeated !== undefined) {
-    return `header ${sent.repeated} was sent more than once (names are matched case-insensitively)`;
+  if (sent.id?.includes("\n")) {
+    return `header ${HEADER_CALL_ID} was sent more than once (names are matched case-insensitively)`;
   }
   if (!idOk) {
     return `${HEADER_CALL_ID} must be 1 to ${MAX_CALL_ID_LENGTH} characters, without control characters or surrounding spaces`;

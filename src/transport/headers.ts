@@ -33,3 +33,27 @@ export function assertValidHeaders(headers: Record<string, string>): Record<stri
   }
   return headers;
 }
+
+/**
+ * Header names read case-insensitively (as HTTP and nats.go's canonical form do): a received header
+ * spelled otherwise (`nats-msg-id`) is filed under this spelling. The protocol's own headers.
+ */
+const CANONICAL = [
+  "Nats-Msg-Id",
+  "Ricochet-Timeout",
+  "Ricochet-Attempt",
+  "Ricochet-Progress",
+  "Ricochet-Reply",
+  "Ricochet-Call-Id",
+];
+const EXACT = new Set(CANONICAL);
+const BY_LOWER = new Map(CANONICAL.map((name) => [name.toLowerCase(), name]));
+
+/**
+ * The spelling a received header `name` is filed under: the canonical one for the protocol's own
+ * headers in any case, else `name` itself. Costs one set lookup for the usual, canonical spelling.
+ */
+export function canonicalName(name: string): string {
+  if (EXACT.has(name)) return name;
+  return BY_LOWER.get(name.toLowerCase()) ?? name;
+}

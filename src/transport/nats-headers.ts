@@ -6,6 +6,7 @@
  * @module
  */
 import type { Match, MsgHdrs } from "@nats-io/nats-core";
+import { canonicalName } from "./headers.js";
 
 const encoder = new TextEncoder();
 
@@ -72,16 +73,19 @@ export function headersOf(msg: { readonly headers?: MsgHdrs | undefined }): MsgH
 }
 
 /**
- * Each header's value, as a record: nats.js's own lookups search and allocate per call. A header sent
- * more than once under one name has its values joined with a line feed, which no single value can
- * hold: unambiguous, and a repeated ricochet header breaks its rule rather than being read by its
- * first value.
+ * Each header's value, as a record: nats.js's own lookups search and allocate per call. The protocol's
+ * own headers are filed under their canonical spelling whatever case they came in (see
+ * `canonicalName`). A header sent more than once, under one spelling or several, has its values joined
+ * with a line feed, which no single value can hold: unambiguous, and a repeated protocol header breaks
+ * its rule rather than being read by its first value.
  */
 export function recordOf(h: MsgHdrs): Record<string, string> {
   const record: Record<string, string> = {};
   for (const [key, values] of h) {
-    if (values.length === 1) record[key] = values[0] as string;
-    else if (values.length > 1) record[key] = values.join("\n");
+    if (values.length === 0) continue;
+    const name = canonicalName(key);
+    const value = values.length === 1 ? (values[0] as string) : values.join("\n");
+    record[name] = Object.hasOwn(record, name) ? `${record[name]}\n${value}` : value;
   }
   return record;
 }

@@ -286,6 +286,7 @@ describe("retries", () => {
     const internals = (c as unknown as Record<symbol, () => { pending: number }>)[CLIENT_INTERNALS];
     expect(internals?.().pending).toBe(0);
     expect(getEventListeners(shared.signal, "abort")).toHaveLength(0);
-    expect(timeouts()).toBe(before);
+    // No more timers than before (one left by an earlier test may have fired meanwhile).
+    expect(timeouts()).toBeLessThanOrEqual(before);
   });
 });
