@@ -73,8 +73,9 @@ export const DEFINITIONS = {
   duplicate: "a call id with more than one effect line (one line per handler execution)",
   rerunAfterKill:
     "a duplicate whose every earlier execution ran on a responder the driver SIGKILLed after that " +
-    "execution's effect line, before that responder answered the id, and within the call's deadline " +
-    "(the handler ran, but its process died before its result was recorded and sent)",
+    "execution's effect line, before that responder recorded the id's result in the shared dedupe " +
+    "store (or, with the default store, answered it), and within the call's deadline or a minute " +
+    "(the handler ran, but its process died before its result was recorded)",
   faultWindow:
     "from a fault's injection (SIGKILL, SIGSTOP) until it recovered (the process restarted and " +
     "printed ready / the node restarted and every node agrees on a meta leader / SIGCONT sent)",
@@ -144,16 +145,21 @@ export function computeFigures(evidence: ModeEvidence): ModeFigures {
   const effectsById = groupBy(effects, (e) => e.id);
   for (const list of effectsById.values()) list.sort((a, b) => a.at - b.at);
   const answersByIdPid = groupBy(answers, (a) => `${a.id} ${a.pid}`);
+  const recordedMode = answers.some((a) => a.code === "recorded");
   const kills = faults.filter((f) => f.kind === "responder-kill" && f.pid !== undefined);
 
   /** The driver's SIGKILL of `e`'s process while `e` was in flight, if there was one. */
   const killedMidCall = (e: EffectLine) => {
-    const kill = kills.find((k) => k.pid === e.pid && k.at >= e.at && k.at - e.at <= timeoutMs);
+    // Within the deadline, or the minute kvDedupe keeps retrying a record through an outage.
+    const horizon = Math.max(timeoutMs, 60_000);
+    const kill = kills.find((k) => k.pid === e.pid && k.at >= e.at && k.at - e.at <= horizon);
     if (kill === undefined) return undefined;
-    const answeredBefore = (answersByIdPid.get(`${e.id} ${e.pid}`) ?? []).some(
-      (a) => a.at <= kill.at,
+    // With a shared store, "done" is its record (a reply may go out before a slow store has it);
+    // with the default store, the answer.
+    const doneBefore = (answersByIdPid.get(`${e.id} ${e.pid}`) ?? []).some(
+      (a) => a.at <= kill.at && (!recordedMode || a.code === "recorded"),
     );
-    return answeredBefore ? undefined : kill;
+    return doneBefore ? undefined : kill;
   };
 
   const duplicateIds: string[] = [];

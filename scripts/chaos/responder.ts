@@ -13,6 +13,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { pino } from "pino";
 import {
+  type Claim,
   createResponder,
   type DedupeStore,
   type DurableQueue,
@@ -42,6 +43,38 @@ const answers = recordAnswers(natsTransport(nc), (id, code) =>
   appendAnswer(config.answersFile, { mode, id, pid: process.pid, at: Date.now(), code }),
 );
 
+/**
+ * `store`, noting each call this instance recorded as finished ("recorded" in the answers file): the
+ * report tells a re-run after a kill (the process died before its result was recorded) from a
+ * duplicate by it. ricochet may answer a call before its record lands when the store is slow.
+ */
+function recording(store: DedupeStore): DedupeStore {
+  const note = (id: string) =>
+    appendAnswer(config.answersFile, {
+      mode,
+      id,
+      pid: process.pid,
+      at: Date.now(),
+      code: "recorded",
+    });
+  const wrap = (id: string, claim: Claim): Claim =>
+    claim.status !== "owner"
+      ? claim
+      : {
+          status: "owner",
+          finish: async (reply, keep) => {
+            await claim.finish(reply, keep);
+            note(id);
+          },
+        };
+  return {
+    claim(id, fingerprint, deadline) {
+      const claim = store.claim(id, fingerprint, deadline);
+      return claim instanceof Promise ? claim.then((c) => wrap(id, c)) : wrap(id, claim);
+    },
+  };
+}
+
 /** One attempt at building and starting the responder (JetStream may be electing a leader). */
 async function start(): Promise<{ responder: Responder; store: KvDedupeStore | undefined }> {
   let store: KvDedupeStore | undefined;
@@ -59,7 +92,7 @@ async function start(): Promise<{ responder: Responder; store: KvDedupeStore | u
       jetstreamQueue(jetstream(nc), { replicas: 3, ackWaitMs: timings.ackWaitMs }),
     );
   }
-  const dedupe: DedupeStore | undefined = store;
+  const dedupe: DedupeStore | undefined = store === undefined ? undefined : recording(store);
   const responder = createResponder(
     chaos,
     {
