@@ -128,6 +128,23 @@ export function parseAttemptHeader(value: string | undefined): number | undefine
 /** The longest call id accepted, in characters. */
 export const MAX_CALL_ID_LENGTH = 512;
 
+/** Whether the character code is one JavaScript's `trim()` removes (as NATS clients trim values). */
+function isSpace(c: number): boolean {
+  return (
+    c === 0x20 ||
+    (c >= 0x09 && c <= 0x0d) ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
+}
+
 /** Whether `s` holds a control character (C0, U+0000 to U+001F, or DEL). */
 export function hasControlCharacter(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
@@ -144,6 +161,10 @@ export function hasControlCharacter(s: string): boolean {
  */
 export function isValidCallId(id: string): boolean {
   return (
-    id.length > 0 && id.length <= MAX_CALL_ID_LENGTH && !hasControlCharacter(id) && id.trim() === id
+    id.length > 0 &&
+    id.length <= MAX_CALL_ID_LENGTH &&
+    !hasControlCharacter(id) &&
+    !isSpace(id.charCodeAt(0)) &&
+    !isSpace(id.charCodeAt(id.length - 1))
   );
 }

@@ -230,24 +230,33 @@ export function createResponder<C extends AnyContract>(
 
   /** Handles one admitted job, then answers it: a reply, or a settlement on the durable queue. */
   const run = async (job: Job) => {
+    const command = job.command;
+    // A core call is answered in one step: no extra async layers on the hot path.
+    if (command === undefined) {
+      running.add(job);
+      try {
+        send(job, (await handleSafely(job)).reply);
+      } finally {
+        running.delete(job);
+      }
+      return;
+    }
     running.add(job);
     try {
-      await handleJob(job);
+      await settle(job, command);
     } finally {
       running.delete(job);
     }
   };
-  /** Handles `job` and answers it. */
-  const handleJob = async (job: Job) => {
-    const command = job.command;
+  /** Runs a durable command and settles it on its queue. */
+  const settle = async (job: Job, command: QueuedCommand) => {
     // A command's time starts when it gets a slot: however long it queued, it has its full budget.
-    if (command !== undefined) job.received = Date.now();
+    job.received = Date.now();
     // A command past its last delivery: an earlier one never finished. Dead-letter it unrun.
-    const exhausted = command !== undefined && queueOf && command.delivery > queueOf.maxDeliver;
+    const exhausted = queueOf !== undefined && command.delivery > queueOf.maxDeliver;
     let answer: Answer | undefined;
     if (!exhausted) answer = await handleSafely(job);
-    if (command === undefined) send(job, (answer as Answer).reply);
-    else if (queueOf !== undefined) {
+    if (queueOf !== undefined) {
       // Failed for now, for a reason outside the handler: try again here, later, without a redelivery.
       for (let tries = 0; answer?.transient && !job.answered; tries++) {
         const left = command.storedAt + queueOf.transientForMs - Date.now();
@@ -285,16 +294,13 @@ export function createResponder<C extends AnyContract>(
       outcome,
     });
   /** Handles `job`; a failure of ricochet itself becomes an INTERNAL answer. */
-  const handleSafely = async (job: Job): Promise<Answer> => {
-    try {
-      return await handle(job);
-    } catch (err) {
+  const handleSafely = (job: Job): Promise<Answer> =>
+    handle(job).catch((err: unknown) => {
       // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
       log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
       const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
       return { reply: errorReply(internal).reply, retryable: true };
-    }
-  };
+    });
   const admission = new Admission<Job>(concurrency, maxQueue, run);
 
   const onMessage = (name: string, method: AnyMethod | undefined, msg: TransportMessage) => {
