@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { type NatsCluster, startNatsCluster } from "../../test/support/nats-cluster.js";
+import { type NatsTestServer as NatsCluster, startNats } from "../../src/testing/nats/index.js";
 import { spawnChild } from "./children.js";
 import {
   type ClientConfig,
@@ -107,7 +107,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       `(first attempt window ${timings.attemptWindowMs} ms), pause ${timings.pauseMs} ms, ` +
       `kvDedupe lease ${timings.leaseMs} ms, durable ack wait ${timings.ackWaitMs} ms, grace ${timings.graceMs} ms`,
   );
-  const cluster = await startNatsCluster();
+  const cluster = await startNats({ cluster: true });
   const figures: ModeFigures[] = [];
   try {
     log(`chaos: cluster up: ${cluster.nodes.map((n) => `${n.name} ${n.url}`).join(", ")}`);

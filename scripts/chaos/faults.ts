@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { NatsCluster } from "../../test/support/nats-cluster.js";
+import type { NatsTestServer as NatsCluster } from "../../src/testing/nats/index.js";
 import type { Timings } from "./config.js";
 import type { ResponderPool } from "./pool.js";
 import { createRng, type Rng } from "./prng.js";

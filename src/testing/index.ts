@@ -9,3 +9,5 @@ export type { Fault, FaultRule, FaultyTransport } from "./faulty.js";
 export { faultyTransport } from "./faulty.js";
 export type { CallRecorder, TestContext, TestPair } from "./helpers.js";
 export { recordCalls, testContext, testPair } from "./helpers.js";
+export type { NatsRuntime, NatsTestNode, NatsTestServer, StartNatsOptions } from "./nats/index.js";
+export { startNats } from "./nats/index.js";

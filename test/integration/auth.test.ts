@@ -122,6 +122,7 @@ describe("authentication and TLS", () => {
   it("TLS, with a certificate the test makes", async () => {
     const { ca, cert, key } = makeCertificates();
     await using server = await startNatsServer({
+      runtime: "binary", // the config names certificate files on this machine
       config: `tls { cert_file: "${cert}", key_file: "${key}" }`,
     });
     const url = server.url.replace("nats://", "tls://");
