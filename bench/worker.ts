@@ -1,12 +1,16 @@
 /**
- * Runs the measurements for one implementation in this process and prints them as JSON on stdout.
- * Started by bench/run.ts, one process per implementation and repeat, pinned to its own CPU.
+ * Runs the measurements for one implementation in this process, for each payload set of the plan in
+ * turn (a fresh responder and client per set), and prints them as JSON on stdout. Started by
+ * bench/run.ts, one process per implementation and repeat, pinned to its own CPU.
  *
  *   node --expose-gc --import tsx bench/worker.ts <impl> <servers> '<plan json>'
  */
 import { performance } from "node:perf_hooks";
 import { create as handwritten } from "./impls/handwritten.js";
-import { create as natsRequest } from "./impls/nats-request.js";
+import {
+  create as natsRequest,
+  createNoAsyncTraces as natsRequestNoAsyncTraces,
+} from "./impls/nats-request.js";
 import {
   create as ricochet,
   createDurable as ricochetDurable,
@@ -14,37 +18,12 @@ import {
   createWithoutDedupe as ricochetNoDedupe,
 } from "./impls/ricochet.js";
 import type { Impl, ImplFactory } from "./impls/types.js";
-import { makeRequest } from "./payload.js";
-
-export interface Plan {
-  latency?: { warmup: number; count: number; bytes: number };
-  throughput?: Array<{ inflight: number; bytes: number; durationMs: number; warmupMs: number }>;
-  memory?: { inflight: number; soakCalls: number; soakInflight: number; bytes: number };
-}
-
-export interface WorkerResult {
-  latency?: { p50us: number; p99us: number; count: number };
-  /** Calls per second, and this process's CPU time per call (client and responder together). */
-  throughput?: Array<{
-    inflight: number;
-    bytes: number;
-    callsPerSec: number;
-    cpuUsPerCall: number;
-  }>;
-  memory?: {
-    bytesPerInflight: number;
-    soakGrowth: number;
-    soakCalls: number;
-    /** Calls per second during the soak. */
-    soakCallsPerSec: number;
-    /** Right after the soak, after GC: the JS heap, and the ArrayBuffers outside it, in MiB. */
-    heapMiB: number;
-    arrayBuffersMiB: number;
-  };
-}
+import { getPayloadSet, type PayloadSet } from "./payload.js";
+import { type PayloadResult, type Plan, throughputKey, type WorkerResult } from "./plan.js";
 
 const factories: Record<string, () => Promise<ImplFactory>> = {
   "nats-request": async () => natsRequest,
+  "nats-request-noasynctraces": async () => natsRequestNoAsyncTraces,
   handwritten: async () => handwritten,
   ricochet: async () => ricochet,
   "ricochet-nodedupe": async () => ricochetNoDedupe,
@@ -63,26 +42,32 @@ const gc = () => {
 const quantile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 
-async function latency(impl: Impl, p: NonNullable<Plan["latency"]>) {
-  const req = makeRequest(p.bytes);
-  for (let i = 0; i < p.warmup; i++) await impl.call(req);
+async function latency(impl: Impl, payload: PayloadSet, p: NonNullable<Plan["latency"]>) {
+  const req = payload.makeRequest();
+  const deadline = performance.now() + p.maxMs;
+  for (let i = 0; i < p.warmup && performance.now() < deadline; i++) await impl.call(req);
   const samples = new Float64Array(p.count);
-  for (let i = 0; i < p.count; i++) {
+  let n = 0;
+  while (n < p.count && performance.now() < deadline) {
     const t0 = performance.now();
     await impl.call(req);
-    samples[i] = (performance.now() - t0) * 1000;
+    samples[n++] = (performance.now() - t0) * 1000;
   }
-  const sorted = Array.from(samples).sort((a, b) => a - b);
+  const sorted = Array.from(samples.subarray(0, n)).sort((a, b) => a - b);
   return {
     p50us: Math.round(quantile(sorted, 0.5)),
     p99us: Math.round(quantile(sorted, 0.99)),
-    count: p.count,
+    count: n,
   };
 }
 
 /** Closed loop: `inflight` workers each make calls back to back until the time is up. */
-async function throughput(impl: Impl, t: NonNullable<Plan["throughput"]>[number]) {
-  const req = makeRequest(t.bytes);
+async function throughput(
+  impl: Impl,
+  payload: PayloadSet,
+  t: NonNullable<Plan["throughput"]>[number],
+) {
+  const req = payload.makeRequest(t.bytes);
   const run = async (ms: number) => {
     let done = 0;
     const until = performance.now() + ms;
@@ -104,15 +89,16 @@ async function throughput(impl: Impl, t: NonNullable<Plan["throughput"]>[number]
   await run(t.warmupMs);
   const { rate, cpuUs } = await run(t.durationMs);
   return {
+    key: throughputKey(t),
     inflight: t.inflight,
-    bytes: t.bytes,
+    bytes: JSON.stringify(req).length,
     callsPerSec: Math.round(rate),
     cpuUsPerCall: Number(cpuUs.toFixed(2)),
   };
 }
 
-async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {
-  const req = makeRequest(m.bytes);
+async function memory(impl: Impl, payload: PayloadSet, m: NonNullable<Plan["memory"]>) {
+  const req = payload.makeRequest();
   if (!impl.hold || !impl.release || !impl.arrived)
     throw new Error("implementation cannot hold replies");
   for (let i = 0; i < 2000; i++) await impl.call(req);
@@ -120,7 +106,7 @@ async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {
   const base = process.memoryUsage().heapUsed;
   impl.hold();
   const calls = Array.from({ length: m.inflight }, () => impl.call(req));
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + Math.min(30_000, m.maxMs);
   while (impl.arrived() < m.inflight && Date.now() < deadline)
     await new Promise((r) => setImmediate(r));
   gc();
@@ -131,10 +117,15 @@ async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {
   gc();
   const before = process.memoryUsage().heapUsed;
   let left = m.soakCalls;
-  const worker = async () => {
-    while (left-- > 0) await impl.call(req);
-  };
+  let soaked = 0;
   const soak0 = performance.now();
+  const until = soak0 + m.maxMs;
+  const worker = async () => {
+    while (left-- > 0 && performance.now() < until) {
+      await impl.call(req);
+      soaked++;
+    }
+  };
   await Promise.all(Array.from({ length: m.soakInflight }, worker));
   const soakMs = performance.now() - soak0;
   gc();
@@ -144,11 +135,36 @@ async function memory(impl: Impl, m: NonNullable<Plan["memory"]>) {
   return {
     bytesPerInflight: Math.round((held - base) / m.inflight),
     soakGrowth: Number(((after - before) / before).toFixed(3)),
-    soakCalls: m.soakCalls,
-    soakCallsPerSec: Math.round(m.soakCalls / (soakMs / 1000)),
+    soakCalls: soaked,
+    soakCallsPerSec: Math.round(soaked / (soakMs / 1000)),
     heapMiB: mib(usage.heapUsed),
     arrayBuffersMiB: mib(usage.arrayBuffers),
   };
+}
+
+async function measure(factory: ImplFactory, servers: string, payload: PayloadSet, plan: Plan) {
+  const impl = await factory(servers, payload);
+  const req = payload.makeRequest();
+  const result: PayloadResult = {
+    requestBytes: JSON.stringify(req).length,
+    responseBytes: JSON.stringify(payload.respond(req)).length,
+  };
+  try {
+    if (plan.latency) result.latency = await latency(impl, payload, plan.latency);
+    // Memory first: what a soak leaves behind is then the soak's own, not the large payloads' of the
+    // throughput runs (a dedupe store keeps each reply until its caller's deadline).
+    if (plan.memory) result.memory = await memory(impl, payload, plan.memory);
+    if (plan.throughput) {
+      result.throughput = [];
+      for (const t of plan.throughput) {
+        if (t.bytes !== undefined && !payload.sizable) continue;
+        result.throughput.push(await throughput(impl, payload, t));
+      }
+    }
+  } finally {
+    await impl.close();
+  }
+  return result;
 }
 
 async function main() {
@@ -156,19 +172,11 @@ async function main() {
   const load = factories[name ?? ""];
   if (!load || !servers || !planJson) throw new Error("usage: worker.ts <impl> <servers> <plan>");
   const plan = JSON.parse(planJson) as Plan;
-  const impl = await (await load())(servers);
+  const factory = await load();
   const result: WorkerResult = {};
-  try {
-    if (plan.latency) result.latency = await latency(impl, plan.latency);
-    // Memory first: what a soak leaves behind is then the soak's own, not the large payloads' of the
-    // throughput runs (a dedupe store keeps each reply until its caller's deadline).
-    if (plan.memory) result.memory = await memory(impl, plan.memory);
-    if (plan.throughput) {
-      result.throughput = [];
-      for (const t of plan.throughput) result.throughput.push(await throughput(impl, t));
-    }
-  } finally {
-    await impl.close();
+  for (const p of plan.payloads) {
+    result[p] = await measure(factory, servers, getPayloadSet(p), plan);
+    gc();
   }
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

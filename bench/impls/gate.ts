@@ -1,5 +1,4 @@
 import type { Msg, NatsConnection } from "@nats-io/nats-core";
-import type { BenchRequest } from "../payload.js";
 
 /** A gate the benchmark responders await, so replies can be held back to measure calls in flight. */
 export function createGate() {
@@ -37,7 +36,7 @@ export function createGate() {
 export function respondJson(
   gate: ReturnType<typeof createGate>,
   msg: Msg,
-  respond: (req: BenchRequest) => unknown,
+  respond: (req: unknown) => unknown,
 ): void {
   const res = JSON.stringify(respond(msg.json()));
   const held = gate.pass();
@@ -49,7 +48,7 @@ export function respondJson(
 export function serveJson(
   server: NatsConnection,
   gate: ReturnType<typeof createGate>,
-  respond: (req: BenchRequest) => unknown,
+  respond: (req: unknown) => unknown,
 ): void {
   server.subscribe("bench.charge", {
     queue: "bench",

@@ -4,14 +4,13 @@
  */
 import { createInbox } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
-import { makeResponse } from "../payload.js";
 import { createGate, serveJson } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
-export const create: ImplFactory = async (servers) => {
+export const create: ImplFactory = async (servers, payload) => {
   const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
   const gate = createGate();
-  serveJson(server, gate, makeResponse);
+  serveJson(server, gate, payload.respond);
   await server.flush();
   const inbox = createInbox();
   const pending = new Map<string, (v: unknown) => void>();

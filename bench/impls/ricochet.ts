@@ -16,20 +16,25 @@ import {
   method,
   natsTransport,
 } from "ricochet";
-import { makeResponse, requestSchema, responseSchema } from "../payload.js";
+import type { PayloadSet } from "../payload.js";
 import { createGate } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
-const contract = defineContract({
-  service: "bench",
-  version: "1.0.0",
-  methods: { charge: method({ request: requestSchema, response: responseSchema }) },
-});
+/** The bench contract for a payload set: one method, its request and response validated with zod. */
+export const contractFor = (payload: PayloadSet) =>
+  defineContract({
+    service: "bench",
+    version: "1.0.0",
+    methods: {
+      charge: method({ request: payload.requestSchema, response: payload.responseSchema }),
+    },
+  });
 
 type DedupeChoice = "default" | "none" | "kv" | "durable";
 
 function factory(choice: DedupeChoice): ImplFactory {
-  return async (servers) => {
+  return async (servers, payload) => {
+    const contract = contractFor(payload);
     const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
     let dedupe: DedupeStore | false | undefined;
     let cleanup = async () => {};
@@ -62,7 +67,7 @@ function factory(choice: DedupeChoice): ImplFactory {
         charge: async (req) => {
           const held = gate.pass();
           if (held) await held;
-          return makeResponse(req);
+          return payload.respond(req);
         },
       },
       {
@@ -85,7 +90,7 @@ function factory(choice: DedupeChoice): ImplFactory {
         : { durable: { queue: jetstreamQueue(jetstream(client)), methods: ["charge"] as const } }),
     });
     return {
-      call: (req) => rpc.charge(req as Parameters<typeof rpc.charge>[0]),
+      call: (req) => rpc.charge(req),
       ...gate.controls(),
       close: async () => {
         await rpc.close();

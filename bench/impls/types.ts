@@ -1,3 +1,5 @@
+import type { PayloadSet } from "../payload.js";
+
 /** One RPC implementation under test: a responder and a client, each on its own connection. */
 export interface Impl {
   /** Makes one call and resolves with the decoded response. */
@@ -10,4 +12,6 @@ export interface Impl {
   close(): Promise<void>;
 }
 
-export type ImplFactory = (servers: string) => Promise<Impl>;
+/** Builds an implementation whose responder answers with `payload.respond` (and, where it validates,
+ * checks both directions with `payload`'s schemas). */
+export type ImplFactory = (servers: string, payload: PayloadSet) => Promise<Impl>;

@@ -1,8 +1,10 @@
-// Peer: moleculer 0.14 with its NATS transporter (nats 2.x), a caller broker and a service broker.
+// Peer: moleculer 0.14.36 with its NATS transporter (nats 2.x), a caller broker and a service broker.
+// 0.14.36 is the newest moleculer that runs on Node 20 (0.15 declares engines node >= 22). `respond`
+// is the payload set's handler (bench/payload.ts), so it answers the same bodies as every other impl.
 // Plain JS beside its own node_modules (bench/peers), outside the project's typecheck and install.
 import { ServiceBroker } from "moleculer";
 
-export async function create(servers, makeResponse, gate) {
+export async function create(servers, respond, gate) {
   const options = (nodeID) => ({
     nodeID,
     transporter: { type: "NATS", options: { servers: [servers] } },
@@ -17,7 +19,7 @@ export async function create(servers, makeResponse, gate) {
       charge: async (ctx) => {
         const held = gate.pass();
         if (held) await held;
-        return makeResponse(ctx.params);
+        return respond(ctx.params);
       },
     },
   });
