@@ -1,6 +1,6 @@
 /** The `"binary"` runtime: each node is a child process of the local nats-server binary. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePorts, nodeConfig, startAll } from "./config.js";
@@ -65,6 +65,27 @@ export function launchServer(
 export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/**
+ * Resolves once the process's state (`/proc/<pid>/stat`) satisfies `done`: a signal is delivered
+ * asynchronously, so a paused server may still answer for a moment after `kill(SIGSTOP)` returns. The
+ * kernel has no event for it; this reads the state every millisecond, for at most 2 s. Where there is
+ * no /proc (macOS), it resolves at once.
+ */
+async function processState(child: ChildProcess, done: (state: string) => boolean): Promise<void> {
+  const until = Date.now() + 2000;
+  while (Date.now() < until && child.exitCode === null && child.signalCode === null) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${child.pid}/stat`, "latin1");
+    } catch {
+      return;
+    }
+    // "pid (comm) S ...": the state follows the last ")".
+    if (done(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3))) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
 }
 
 /** Options the binary runtime uses. */
@@ -146,10 +167,16 @@ export async function startBinaryNodes(
         await node.start();
       },
       async pause() {
-        child()?.kill("SIGSTOP");
+        const c = child();
+        if (c === undefined || !node.running) return;
+        c.kill("SIGSTOP");
+        await processState(c, (state) => state === "T" || state === "t");
       },
       async resume() {
-        child()?.kill("SIGCONT");
+        const c = child();
+        if (c === undefined || !node.running) return;
+        c.kill("SIGCONT");
+        await processState(c, (state) => state !== "T" && state !== "t");
       },
     };
     return node;
