@@ -1,6 +1,7 @@
 /**
  * One call in flight: its attempts, its single deadline, its backoff, and its one settlement.
- * Every attempt goes to the same reply subject, so a late reply to an earlier attempt completes it.
+ * Every attempt's reply subject names the same call (the same subject, or call tokens with the same
+ * key), so a late reply to an earlier attempt completes it.
  *
  * @module
  */
@@ -33,12 +34,21 @@ export interface CallSpec {
   readonly deadline: number;
   readonly signals: readonly AbortSignal[];
   readonly body: Uint8Array;
-  /** Headers for every attempt: the call id and the caller's own. The budget is added per attempt. */
+  /**
+   * Headers for every attempt: the call id and the caller's own. The budget is added per attempt.
+   * Unused (and frozen) for a compact call.
+   */
   readonly headers: Record<string, string>;
   /** This call's reply subject, under the client's inbox. */
   readonly reply: string;
   /** The key of this call in the client's table of pending calls. */
   readonly token: string;
+  /**
+   * Set for a call that carries its metadata in a call token instead of headers: its reply subject up
+   * to the per-attempt fields (`<inbox>.rc1~<key>~<id>~`). Each attempt appends
+   * `<attempt>~<budgetMs>~<windowMs>` and is sent without headers.
+   */
+  readonly compact?: string | undefined;
   /** Set for a durable call: the command is stored on this queue instead of sent as a request. */
   readonly durable?: { queue: DurableQueue; service: string; method: string } | undefined;
 }
@@ -304,11 +314,19 @@ export class Call {
     }
     const window = Math.min(share, MAX_BUDGET_MS);
     this.#window = window;
-    headers[HEADER_TIMEOUT] = String(Math.min(remaining, MAX_BUDGET_MS));
-    headers[HEADER_PROGRESS] = String(window);
-    if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
+    const budget = Math.min(remaining, MAX_BUDGET_MS);
+    const compact = this.spec.compact;
     try {
-      this.env.transport.publish(scope.subject, body, { reply, headers });
+      if (compact !== undefined) {
+        // The call token: the same call key and id on every attempt, so any attempt's reply routes here.
+        const reply = `${compact}${attempt}~${budget}~${window}`;
+        this.env.transport.publish(scope.subject, body, { reply });
+      } else {
+        headers[HEADER_TIMEOUT] = String(budget);
+        headers[HEADER_PROGRESS] = String(window);
+        if (attempt > 1) headers[HEADER_ATTEMPT] = String(attempt);
+        this.env.transport.publish(scope.subject, body, { reply, headers });
+      }
     } catch (err) {
       this.settle({ ok: false, error: sendFailed(scope.subject, scope.callId, err) });
       return;

@@ -1,7 +1,8 @@
 /**
  * The typed client: validate → encode → send and await with one deadline and safe retries → decode →
- * validate. All calls share one wildcard reply subscription; each call keeps one reply subject and one
- * id across its attempts, so a late reply to attempt 1 still completes the call during attempt 2.
+ * validate. All calls share one wildcard reply subscription; each call keeps one key (the reply
+ * token, or the key inside its call token) and one id across its attempts, so a late reply to attempt 1
+ * still completes the call during attempt 2.
  *
  * @module
  */
@@ -20,6 +21,8 @@ import type {
 import { isRpcError, RpcError } from "./errors.js";
 import { type ClientMiddleware, compose, type OutgoingCall } from "./middleware.js";
 import {
+  CALL_TOKEN_MARKER,
+  callTokenPrefix,
   encodeBody,
   HEADER_ATTEMPT,
   HEADER_CALL_ID,
@@ -27,6 +30,7 @@ import {
   HEADER_ERROR_CODE,
   HEADER_PROGRESS,
   HEADER_TIMEOUT,
+  isTokenSafe,
   isValidCallId,
   MAX_BUDGET_MS,
   MAX_CALL_ID_LENGTH,
@@ -69,6 +73,24 @@ export interface ClientOptions<C extends AnyContract = AnyContract> {
    * @default undefined — core calls only
    */
   durable?: DurableClientOptions<C>;
+  /**
+   * How a core call carries its metadata (call id, attempt, budget and attempt window):
+   *
+   * - `"compact"`: in the last token of its reply subject (`<inbox>.rc1~<key>~<id>~<attempt>~<budgetMs>~<windowMs>`),
+   *   and the request goes without headers (a plain NATS `PUB`, the cheapest message NATS has) whenever
+   *   nothing else needs headers: no `headers` option and none added by middleware (tracing adds
+   *   `traceparent`), and an id of 1 to 64 characters of `[A-Za-z0-9_-]` (every generated nanoid is).
+   *   Any other call sends the headers, as `"headers"` does.
+   * - `"headers"`: every call sends `Nats-Msg-Id`, `Ricochet-Timeout`, `Ricochet-Progress` (and
+   *   `Ricochet-Attempt` from the second attempt) as headers, under a plain reply subject. Choose it
+   *   to read the calls with `nats sub`, or when a responder that is not ricochet reads those headers
+   *   but not call tokens (docs/protocol.md, "Call tokens").
+   *
+   * Ricochet responders accept both, from any version of this protocol. Durable calls always use
+   * headers (JetStream needs `Nats-Msg-Id`).
+   * @default "compact"
+   */
+  wire?: "compact" | "headers";
 }
 
 /** Options for one call. */
@@ -164,6 +186,9 @@ export function createClient<C extends AnyContract>(
   const timeoutMs = checkTimeout(options.timeoutMs ?? 5000, "timeoutMs");
   const retry = resolveRetry(options.retry);
   const use = [...(options.use ?? [])];
+  const wire = options.wire ?? "compact";
+  if (wire !== "compact" && wire !== "headers")
+    throw new TypeError(`createClient(): wire must be "compact" or "headers", got ${String(wire)}`);
   const queue = options.durable?.queue;
   const durableByDefault = new Set<string>(options.durable?.methods ?? []);
   if (options.durable !== undefined && queue === undefined)
@@ -186,7 +211,7 @@ export function createClient<C extends AnyContract>(
   let closed = false;
 
   const onReply = (msg: TransportMessage) => {
-    const call = pending.get(msg.subject.slice(inboxLength));
+    const call = pending.get(callKey(msg.subject, inboxLength));
     if (call) call.onReply(msg);
     else log.debug({ subject: msg.subject }, "reply for a call that already settled; dropped");
   };
@@ -292,9 +317,7 @@ export function createClient<C extends AnyContract>(
     if (opts.signal) signals.push(opts.signal);
     if (parent) signals.push(parent.signal);
     for (const s of signals) if (s.aborted) throw cancelledError(subject, id, s.reason);
-    const headers: Record<string, string> =
-      opts.headers === undefined ? {} : checkHeaders(opts.headers, subject);
-    headers[HEADER_CALL_ID] = id;
+    const own = opts.headers === undefined ? undefined : checkHeaders(opts.headers, subject);
     const scope = { method: m, subject, callId: id };
     let stored: { queue: DurableQueue; service: string; method: string } | undefined;
     if (opts.durable ?? durableByDefault.has(name)) {
@@ -304,6 +327,14 @@ export function createClient<C extends AnyContract>(
         );
       }
       stored = { queue, service: contract.service, method: name };
+    }
+    // Metadata in the reply subject, and no headers, unless something needs headers anyway.
+    const compact = wire === "compact" && stored === undefined && !hasKeys(own) && isTokenSafe(id);
+    let headers: Record<string, string>;
+    if (compact) headers = NO_HEADERS;
+    else {
+      headers = own ?? {};
+      headers[HEADER_CALL_ID] = id;
     }
     const send = (checked: Validation): Promise<unknown> => {
       if (!checked.ok) {
@@ -318,9 +349,21 @@ export function createClient<C extends AnyContract>(
       // close() may have run while an async schema validated the request.
       if (closed) throw closedError(subject, id);
       const token = (++seq).toString(36);
-      const reply = `${listen()}.${token}`;
+      const prefix = listen();
+      const reply = `${prefix}.${token}`;
       return new Call(
-        { scope, policy, deadline, signals, body, headers, reply, token, durable: stored },
+        {
+          scope,
+          policy,
+          deadline,
+          signals,
+          body,
+          headers,
+          reply,
+          token,
+          compact: compact ? `${prefix}.${callTokenPrefix(token, id)}` : undefined,
+          durable: stored,
+        },
         env,
       ).start();
     };
@@ -403,6 +446,26 @@ export function createClient<C extends AnyContract>(
   };
   Object.defineProperty(client, CLIENT_INTERNALS, { value: () => ({ pending: pending.size }) });
   return Object.freeze(client) as Client<C>;
+}
+
+/** Headers of a compact call: none. Frozen: no code path may add to them. */
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/**
+ * The key of the call a reply belongs to, from its subject: the token after the inbox (`from` is
+ * where it starts), or, in a call token (`rc1~<key>~…`), its key. The same for every attempt.
+ */
+function callKey(subject: string, from: number): string {
+  if (!subject.startsWith(CALL_TOKEN_MARKER, from)) return subject.slice(from);
+  const start = from + CALL_TOKEN_MARKER.length;
+  const end = subject.indexOf("~", start);
+  return end < 0 ? "" : subject.slice(start, end);
+}
+
+/** Whether `record` is defined and has at least one key. */
+function hasKeys(record: Record<string, string> | undefined): boolean {
+  for (const _ in record) return true;
+  return false;
 }
 
 /**

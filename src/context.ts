@@ -20,7 +20,10 @@ export const CHILD_ID = Symbol.for("ricochet.childId");
 
 /** What a handler gets beside the request. */
 export interface CallContext<M extends AnyMethod = AnyMethod> {
-  /** The call id (idempotency key), from `Nats-Msg-Id`; made up for a caller that sent none. */
+  /**
+   * The call id (idempotency key), from `Nats-Msg-Id` or the call token in the reply subject; made up
+   * for a caller that sent none.
+   */
   readonly id: string;
   /** The attempt number, 1 for the first. */
   readonly attempt: number;
@@ -28,7 +31,10 @@ export interface CallContext<M extends AnyMethod = AnyMethod> {
   readonly deadline: number;
   /** Aborts when the deadline passes. Pass it on to I/O the handler starts. */
   readonly signal: AbortSignal;
-  /** The request's headers, first value each. */
+  /**
+   * The request's headers as sent, first value each. A compact call (metadata in its reply subject,
+   * docs/protocol.md) has none of ricochet's own: read `id`, `attempt` and `deadline` instead.
+   */
   readonly headers: Readonly<Record<string, string>>;
   /** A pino child logger bound to the service, method and call id. */
   readonly logger: Logger;

@@ -107,7 +107,8 @@ function documents(src: DiscoverySource) {
     id: src.id,
     version: src.contract.version,
     metadata: {
-      "ricochet.version": "1",
+      // 2: reads call tokens (compact calls) as well as headers. See docs/protocol.md.
+      "ricochet.version": "2",
       // Durable callers wait on instances that say "true" here; none means their commands just wait.
       "ricochet.durable": String(src.durable),
     } as Record<string, string>,

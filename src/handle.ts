@@ -25,6 +25,7 @@ import {
   MAX_BUDGET_MS,
   MAX_CALL_ID_LENGTH,
   parseAttemptHeader,
+  parseCallToken,
   parseMillisHeader,
 } from "./protocol.js";
 import { HEADER_REPLAY_CALL_ID, type QueuedCommand } from "./transport/queue.js";
@@ -41,6 +42,8 @@ export interface IncomingCall {
   readonly command?: QueuedCommand | undefined;
   /** Epoch ms when its time started, for the deadline. */
   received: number;
+  /** Its metadata, when the responder read it already (see {@link readCallMeta}). */
+  readonly sent?: CallMeta | undefined;
 }
 
 /** What the handling of calls needs from its responder. */
@@ -96,7 +99,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     const { name, method, msg, received, command } = incoming;
     // A durable command is named by its method, not by the queue's subject it came on.
     const subject = command ? `${service}.${name}` : msg.subject;
-    const sent = callHeaders(msg);
+    const sent = incoming.sent ?? readCallMeta(msg, command !== undefined);
     // A replayed dead letter is stored under a message id of its own; its call id travels beside it.
     const sentId = command?.header(HEADER_REPLAY_CALL_ID) || sent.id;
     const idOk = sentId === undefined || isValidCallId(sentId);
@@ -113,6 +116,11 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
       // A durable command for a method this (older?) responder lacks: another one may serve it.
       const message = `${subject}: this responder serves ${service} ${contract.version}, which has no method '${name}' (call ${id})`;
       return fail(new RpcError("UNAVAILABLE", message, scope));
+    }
+    if (sent.brokenToken !== undefined) {
+      const message = `${subject}: invalid request: the call token in the reply subject is malformed: ${sent.brokenToken} (call ${id})`;
+      const details = { reply: sent.brokenToken };
+      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
     }
     const broken = brokenHeader(sent, idOk);
     if (broken !== undefined) {
@@ -158,33 +166,61 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
   };
 }
 
-/** A call's own headers as sent, each parsed by its rule (see docs/protocol.md). */
-interface CallHeaders {
+/**
+ * A call's own metadata as sent, each value parsed by its rule (see docs/protocol.md): from its
+ * headers, or, when it has none of them, from the call token ending its reply subject.
+ */
+export interface CallMeta {
   id?: string;
   timeout?: number | typeof INVALID | undefined;
   attempt?: number | typeof INVALID | undefined;
   progress?: number | typeof INVALID | undefined;
+  /** The rule a call token breaks (the call then carries nothing else). */
+  brokenToken?: string;
 }
 
 /**
- * Reads ricochet's own headers from `msg`. The transport files them under their canonical spelling
- * whatever case they came in, and joins a repeated one with a line feed (which breaks every rule).
+ * Reads ricochet's own metadata from `msg`: its four headers, as sent. The transport files them under
+ * their canonical spelling whatever case they came in, and joins a repeated one with a line feed
+ * (which breaks every rule). A request with none of them takes them from a call token at the end of
+ * its reply subject, if it has one; a durable command (`command`) never does.
  */
-function callHeaders(msg: TransportMessage): CallHeaders {
-  const out: CallHeaders = {};
+export function readCallMeta(msg: TransportMessage, command: boolean): CallMeta {
+  const out: CallMeta = {};
   const id = msg.header(HEADER_CALL_ID);
-  if (id !== undefined) out.id = id;
   const timeout = msg.header(HEADER_TIMEOUT);
-  if (timeout !== undefined) out.timeout = parseMillisHeader(timeout);
   const attempt = msg.header(HEADER_ATTEMPT);
-  if (attempt !== undefined) out.attempt = parseAttemptHeader(attempt);
   const progress = msg.header(HEADER_PROGRESS);
+  if (
+    id === undefined &&
+    timeout === undefined &&
+    attempt === undefined &&
+    progress === undefined
+  ) {
+    const reply = msg.reply;
+    if (command || reply === undefined) return out;
+    const token = parseCallToken(reply);
+    if (token === undefined) return out;
+    if ("broken" in token) {
+      out.brokenToken = token.broken;
+      return out;
+    }
+    out.id = token.id;
+    out.timeout = token.budgetMs;
+    out.attempt = token.attempt;
+    out.progress = token.windowMs;
+    return out;
+  }
+  // Headers rule: a call token beside any of them is not read.
+  if (id !== undefined) out.id = id;
+  if (timeout !== undefined) out.timeout = parseMillisHeader(timeout);
+  if (attempt !== undefined) out.attempt = parseAttemptHeader(attempt);
   if (progress !== undefined) out.progress = parseMillisHeader(progress);
   return out;
 }
 
 /** Why the call's own headers break their rules, or `undefined` when they do not. */
-function brokenHeader(sent: CallHeaders, idOk: boolean): string | undefined {
+function brokenHeader(sent: CallMeta, idOk: boolean): string | undefined {
   if (sent.id?.includes("\n")) {
     return `header ${HEADER_CALL_ID} was sent more than once (names are matched case-insensitively)`;
   }

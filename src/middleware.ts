@@ -19,7 +19,10 @@ export interface OutgoingCall {
   readonly id: string;
   /** The request as the caller passed it (before validation). */
   readonly input: unknown;
-  /** Headers to send; middleware may add to them (e.g. `traceparent`). */
+  /**
+   * Headers to send; middleware may add to them (e.g. `traceparent`). A call with any header sends
+   * its metadata as headers too, not in a call token (see `ClientOptions.wire`).
+   */
   readonly headers: Record<string, string>;
 }
 

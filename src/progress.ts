@@ -3,7 +3,7 @@
  * tells the caller, on the call's reply subject, that the call is still in progress here, and again
  * every half window until it replies. A ricochet caller then extends the attempt instead of retrying
  * it onto another instance, where it would run a second time. Only callers that ask for them (the
- * `Ricochet-Progress` request header) get them: a plain NATS request takes the first message on its
+ * `Ricochet-Progress` request header, or a window above 0 in the call token) get them: a plain NATS request takes the first message on its
  * reply subject as the reply, so it only ever gets the one reply.
  *
  * One timer per responder, ticking only while such calls are held, checks them all: a fast call
@@ -12,7 +12,7 @@
  * @module
  */
 import type { Logger } from "pino";
-import { HEADER_PROGRESS, MAX_BUDGET_MS, parseMillisHeader } from "./protocol.js";
+import { HEADER_PROGRESS, type INVALID, MAX_BUDGET_MS } from "./protocol.js";
 import type { Transport } from "./transport/types.js";
 
 /** How often held calls are checked, in ms: the most a progress message is late. */
@@ -49,22 +49,21 @@ export class ProgressTracker {
   }
 
   /**
-   * Starts tracking a call received at `received` if its caller asked for progress (`header`, the
-   * value of `Ricochet-Progress`: the caller's attempt window in ms) and it can be replied to, until
-   * its deadline (`received + budgetMs()`). Returns the handle to pass to {@link release}, or
-   * `undefined` when there is nothing to track.
+   * Starts tracking a call received at `received` if its caller asked for progress (`windowMs`, the
+   * caller's attempt window as `Ricochet-Progress` or its call token says, parsed) and it can be
+   * replied to, until its deadline (`received + budgetMs`). Returns the handle to pass to
+   * {@link release}, or `undefined` when there is nothing to track.
    */
   hold(
     reply: string | undefined,
-    header: string | undefined,
+    windowMs: number | typeof INVALID | undefined,
     received: number,
-    budgetMs: () => number,
+    budgetMs: number,
   ): HeldCall | undefined {
-    if (reply === undefined || header === undefined) return undefined;
-    const window = parseMillisHeader(header);
-    if (typeof window !== "number" || window === 0) return undefined;
+    if (reply === undefined || typeof windowMs !== "number" || windowMs === 0) return undefined;
+    const window = windowMs;
     const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(window, MAX_BUDGET_MS) / 2));
-    const deadline = received + Math.min(budgetMs(), MAX_BUDGET_MS);
+    const deadline = received + Math.min(budgetMs, MAX_BUDGET_MS);
     const call: HeldCall = { reply, due: received + every, every, deadline };
     this.#held.add(call);
     if (this.#timer === undefined) {

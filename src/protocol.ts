@@ -1,5 +1,6 @@
 /**
- * The wire format in one place: subjects, header names, the JSON body codec and error replies.
+ * The wire format in one place: subjects, header names, call tokens, the JSON body codec and error
+ * replies.
  * docs/protocol.md describes the same format for peers in other languages; keep the two in step.
  *
  * @module
@@ -168,3 +169,134 @@ export function isValidCallId(id: string): boolean {
     !isSpace(id.charCodeAt(id.length - 1))
   );
 }
+
+/**
+ * The start of a call token of version 1: the last token of a request's reply subject that carries
+ * the call's metadata instead of its headers (see {@link encodeCallToken}). `rc` + version + `~`.
+ */
+export const CALL_TOKEN_MARKER = "rc1~";
+
+/** The longest call id, and the longest caller key, a call token carries, in characters. */
+export const MAX_TOKEN_ID_LENGTH = 64;
+
+/**
+ * Whether `s` is 1 to {@link MAX_TOKEN_ID_LENGTH} characters of `[A-Za-z0-9_-]`: what a call token may
+ * carry as its caller key and call id (nanoids, UUIDs and ULIDs are; ids with `.`, `/` or spaces are
+ * not, and travel in headers instead).
+ */
+export function isTokenSafe(s: string): boolean {
+  const n = s.length;
+  if (n === 0 || n > MAX_TOKEN_ID_LENGTH) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    // 0-9, A-Z, a-z, '-', '_'
+    if (
+      !(
+        (c >= 0x30 && c <= 0x39) ||
+        (c >= 0x41 && c <= 0x5a) ||
+        (c >= 0x61 && c <= 0x7a) ||
+        c === 0x2d ||
+        c === 0x5f
+      )
+    )
+      return false;
+  }
+  return true;
+}
+
+/**
+ * The per-call part of a call token, the same on every attempt: `rc1~<key>~<id>~`. `key` is the
+ * caller's own (what it routes replies by), `id` the call id; both must pass {@link isTokenSafe}.
+ */
+export function callTokenPrefix(key: string, id: string): string {
+  return `${CALL_TOKEN_MARKER}${key}~${id}~`;
+}
+
+/**
+ * A call token of version 1, the last token of a request's reply subject:
+ * `rc1~<key>~<id>~<attempt>~<budgetMs>~<windowMs>`. It says what the `Nats-Msg-Id`,
+ * `Ricochet-Attempt`, `Ricochet-Timeout` and `Ricochet-Progress` headers would, so the request can go
+ * without headers (docs/protocol.md, "Call tokens").
+ */
+export function encodeCallToken(
+  key: string,
+  id: string,
+  attempt: number,
+  budgetMs: number,
+  windowMs: number,
+): string {
+  return `${callTokenPrefix(key, id)}${attempt}~${budgetMs}~${windowMs}`;
+}
+
+/** What a valid call token says. */
+export interface CallToken {
+  /** The caller's key: opaque to a responder. */
+  readonly key: string;
+  /** The call id (what `Nats-Msg-Id` would say). */
+  readonly id: string;
+  /** The attempt number, from 1. */
+  readonly attempt: number;
+  /** The caller's remaining budget in ms, clamped to {@link MAX_BUDGET_MS}. */
+  readonly budgetMs: number;
+  /** The caller's attempt window in ms (0: no progress messages), clamped to {@link MAX_BUDGET_MS}. */
+  readonly windowMs: number;
+}
+
+/** A reply subject whose last token claims to be a call token but breaks a rule: which one. */
+export interface BrokenCallToken {
+  readonly broken: string;
+}
+
+/**
+ * Reads the call token at the end of a reply subject. Returns `undefined` when the last token is not a
+ * call token (it does not start with `rc<digits>~`: a plain request's inbox), the token's values when
+ * it is a valid version-1 token, or {@link BrokenCallToken} naming the rule it breaks (another
+ * version, a missing or extra field, a field outside its rule). Never throws.
+ */
+export function parseCallToken(reply: string): CallToken | BrokenCallToken | undefined {
+  const start = reply.lastIndexOf(".") + 1;
+  // The common case first: a plain inbox token is rejected by its first two characters.
+  if (reply.charCodeAt(start) !== 0x72 /* r */ || reply.charCodeAt(start + 1) !== 0x63 /* c */)
+    return undefined;
+  let i = start + 2;
+  while (i < reply.length && reply.charCodeAt(i) >= 0x30 && reply.charCodeAt(i) <= 0x39) i++;
+  if (i === start + 2 || reply.charCodeAt(i) !== 0x7e /* ~ */) return undefined;
+  if (!reply.startsWith(CALL_TOKEN_MARKER, start)) {
+    return { broken: `call token version ${reply.slice(start + 2, i)} is not supported (only 1)` };
+  }
+  const fields: string[] = [];
+  let from = start + CALL_TOKEN_MARKER.length;
+  // Five fields: at most five separators are looked for, however long the token.
+  for (let n = 0; n < 5; n++) {
+    const end = reply.indexOf("~", from);
+    if (end < 0) {
+      fields.push(reply.slice(from));
+      from = reply.length + 1;
+      break;
+    }
+    fields.push(reply.slice(from, end));
+    from = end + 1;
+  }
+  if (fields.length !== 5 || from <= reply.length) {
+    return { broken: "a call token has five fields: <key>~<id>~<attempt>~<budgetMs>~<windowMs>" };
+  }
+  const [key, id, attempt, budget, window] = fields as [string, string, string, string, string];
+  if (!isTokenSafe(key)) return { broken: TOKEN_ID_RULE("key") };
+  if (!isTokenSafe(id)) return { broken: TOKEN_ID_RULE("call id") };
+  const a = parseAttemptHeader(attempt);
+  if (typeof a !== "number") {
+    return {
+      broken: "the attempt must be an integer from 1 in ASCII digits, without leading zeros",
+    };
+  }
+  const b = parseMillisHeader(budget);
+  if (typeof b !== "number")
+    return { broken: "the budget must be whole milliseconds in ASCII digits" };
+  const w = parseMillisHeader(window);
+  if (typeof w !== "number")
+    return { broken: "the window must be whole milliseconds in ASCII digits" };
+  return { key, id, attempt: a, budgetMs: b, windowMs: w };
+}
+
+const TOKEN_ID_RULE = (what: string) =>
+  `the ${what} must be 1 to ${MAX_TOKEN_ID_LENGTH} characters of A-Z, a-z, 0-9, '-' and '_'`;

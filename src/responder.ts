@@ -18,19 +18,11 @@ import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
 import { type Answer, type DurableOutcome, settleCommand } from "./durable.js";
 import { RpcError } from "./errors.js";
 import { errorReply } from "./execute.js";
-import { callHandler, type IncomingCall } from "./handle.js";
+import { callHandler, type IncomingCall, readCallMeta } from "./handle.js";
 import type { ResponderMiddleware } from "./middleware.js";
 import type { DedupeOutcome } from "./once.js";
 import { type HeldCall, ProgressTracker } from "./progress.js";
-import {
-  HEADER_CALL_ID,
-  HEADER_ERROR,
-  HEADER_ERROR_CODE,
-  HEADER_PROGRESS,
-  HEADER_TIMEOUT,
-  methodSubject,
-  parseMillisHeader,
-} from "./protocol.js";
+import { HEADER_CALL_ID, HEADER_ERROR, HEADER_ERROR_CODE, methodSubject } from "./protocol.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
@@ -58,7 +50,10 @@ export interface ResponderOptions {
    * @default 1024
    */
   maxQueue?: number;
-  /** The deadline for a call whose caller sent no `Ricochet-Timeout` header (plain NATS requests). @default 30000 */
+  /**
+   * The deadline for a call whose caller sent no budget: no `Ricochet-Timeout` header and no call
+   * token (plain NATS requests). @default 30000
+   */
   defaultTimeoutMs?: number;
   /** A pino logger; ricochet logs through a child of it. @default a silent logger */
   logger?: Logger;
@@ -313,12 +308,13 @@ export function createResponder<C extends AnyContract>(
       );
       return;
     }
+    // Read once, here: the progress tracker needs it now, the handling later.
+    const sent = readCallMeta(msg, false);
+    if (sent.id === undefined && msg.reply?.startsWith("_R_.")) crossAccount(name, msg);
     // Held from receipt: a caller that retried a queued call elsewhere would have it run twice.
-    const held = progress.hold(msg.reply, msg.header(HEADER_PROGRESS), received, () => {
-      const budget = parseMillisHeader(msg.header(HEADER_TIMEOUT));
-      return typeof budget === "number" ? budget : defaultTimeoutMs;
-    });
-    const job: Job = { name, method, msg, received, t0: performance.now(), held };
+    const budget = typeof sent.timeout === "number" ? sent.timeout : defaultTimeoutMs;
+    const held = progress.hold(msg.reply, sent.progress, received, budget);
+    const job: Job = { name, method, msg, received, t0: performance.now(), held, sent };
     if (admission.offer(job)) return;
     log.warn(
       { subject: msg.subject, active: admission.active, waiting: admission.waiting },
@@ -327,6 +323,30 @@ export function createResponder<C extends AnyContract>(
     const message = `${msg.subject}: responder at capacity (${concurrency} running, ${maxQueue} waiting); retry`;
     send(job, errorReply(new RpcError("OVERLOADED", message)).reply);
   };
+
+  /**
+   * A request that crossed a service import: nats-server gave it a reply subject of its own, so a call
+   * token the caller put there is gone. Said once per method: such callers must send headers.
+   */
+  const crossAccount = (name: string, msg: TransportMessage) => {
+    const info = msg.header("Nats-Request-Info");
+    if (info === undefined || warnedCrossAccount.has(name)) return;
+    warnedCrossAccount.add(name);
+    let account = "another account";
+    try {
+      const acc = (JSON.parse(info) as { acc?: unknown }).acc;
+      if (typeof acc === "string") account = `account ${acc}`;
+    } catch {
+      // not JSON: name no account
+    }
+    log.warn(
+      { subject: msg.subject, requestInfo: info },
+      `${msg.subject}: a call from ${account} came through a service import without ricochet headers: ` +
+        "the server replaced its reply subject, so its call id, deadline and attempt were lost (no deduplication). " +
+        'Callers in another account must use createClient(..., { wire: "headers" })',
+    );
+  };
+  const warnedCrossAccount = new Set<string>();
 
   /** A durable command: it waits for a slot however long the line (the queue bounds how many come). */
   const onCommand = (command: QueuedCommand) => {

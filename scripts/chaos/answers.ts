@@ -6,6 +6,8 @@
  *
  * @module
  */
+
+import { readCallMeta } from "../../src/handle.js";
 import {
   type DurableQueue,
   HEADER_CALL_ID,
@@ -42,7 +44,7 @@ export function recordAnswers(
           target.subscribe(
             subject,
             (msg) => {
-              remember(msg.reply, msg.header(HEADER_CALL_ID));
+              remember(msg.reply, readCallMeta(msg, false).id); // the responder's own rule
               onMessage(msg);
             },
             options,

@@ -6,6 +6,13 @@
  *
  * @module
  */
+import {
+  HEADER_ATTEMPT,
+  HEADER_CALL_ID,
+  HEADER_PROGRESS,
+  HEADER_TIMEOUT,
+  parseCallToken,
+} from "../protocol.js";
 import { subjectMatches } from "../transport/subject.js";
 import type {
   PublishOptions,
@@ -14,6 +21,22 @@ import type {
   TransportMessage,
   TransportSubscription,
 } from "../transport/types.js";
+
+/** A published request's call id, by the responder's rule: ricochet headers first, else its call token. */
+function callIdOf(options: PublishOptions): string | undefined {
+  const h = options.headers;
+  if (
+    h !== undefined &&
+    [HEADER_CALL_ID, HEADER_TIMEOUT, HEADER_ATTEMPT, HEADER_PROGRESS].some(
+      (n) => h[n] !== undefined,
+    )
+  ) {
+    return h[HEADER_CALL_ID];
+  }
+  if (options.reply === undefined) return undefined;
+  const token = parseCallToken(options.reply);
+  return token !== undefined && "id" in token ? token.id : undefined;
+}
 
 /** Which published messages a fault applies to. */
 export interface FaultRule {
@@ -27,6 +50,12 @@ export interface FaultRule {
     data: Uint8Array;
     reply: string | undefined;
     headers: Readonly<Record<string, string>>;
+    /**
+     * A request's call id, read as a responder reads it: from its ricochet headers when it has any,
+     * else from the call token in its reply subject (a compact call has no headers). Undefined for
+     * replies and for requests that carry no id.
+     */
+    callId: string | undefined;
   }) => boolean;
   /** How many matching messages it applies to, then it is spent. @default every one */
   times?: number;
@@ -115,7 +144,8 @@ export function faultyTransport(inner: Transport): FaultyTransport {
     if (kind === "request" && options.reply === undefined) return false;
     if (kind === "reply" && options.reply !== undefined) return false;
     if (rule.when !== undefined) {
-      const message = { subject, data, reply: options.reply, headers: options.headers ?? {} };
+      const headers = options.headers ?? {};
+      const message = { subject, data, reply: options.reply, headers, callId: callIdOf(options) };
       if (!rule.when(message)) return false;
     }
     return true;

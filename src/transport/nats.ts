@@ -29,10 +29,12 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 class NatsMessage implements TransportMessage {
   readonly status: number;
-  #headers: Record<string, string> | undefined;
+  #headers: Readonly<Record<string, string>> | undefined;
   constructor(private readonly msg: Msg) {
     const h = headersOf(msg);
     this.status = h === undefined ? 0 : h.code;
+    // Without headers (a plain request, a compact call, a successful reply): nothing to read later.
+    if (h === undefined) this.#headers = NO_HEADERS;
   }
   get subject(): string {
     return this.msg.subject;
@@ -47,8 +49,7 @@ class NatsMessage implements TransportMessage {
   #record(): Readonly<Record<string, string>> {
     if (this.#headers === undefined) {
       const h = headersOf(this.msg);
-      if (h === undefined) return NO_HEADERS;
-      this.#headers = recordOf(h);
+      this.#headers = h === undefined ? NO_HEADERS : recordOf(h);
     }
     return this.#headers;
   }

@@ -94,7 +94,7 @@ describe("NATS micro discovery", () => {
       version: "1.0.0",
       description: "Charges accounts",
       // Durable callers can see that this instance does not consume their commands.
-      metadata: { "ricochet.version": "1", "ricochet.durable": "false" },
+      metadata: { "ricochet.version": "2", "ricochet.durable": "false" },
     });
     expect(info?.endpoints.map((e) => [e.name, e.subject, e.queue_group])).toEqual([
       ["charge", "billing.charge", "billing"],

@@ -237,6 +237,104 @@ describe("fuzzing a responder from a raw NATS connection", () => {
     expect(runs - before).toBeLessThanOrEqual(valid + 1);
   }, 120_000);
 
+  it(`reads call tokens in reply subjects by their rules, and never runs a handler on a broken one (${Math.ceil(RUNS / 10)} cases)`, async () => {
+    // The test's own reading of docs/protocol.md, "Call tokens".
+    const V1 = /^rc1~[A-Za-z0-9_-]{1,64}~[A-Za-z0-9_-]{1,64}~([1-9][0-9]{0,9})~([0-9]+)~([0-9]+)$/;
+    const expected = (token: string): "plain" | "broken" | { budget: number } => {
+      if (!/^rc[0-9]+~/.test(token)) return "plain";
+      const m = V1.exec(token);
+      if (m === null || Number(m[1]) > 2 ** 31 - 1) return "broken";
+      return { budget: Number(m[2]) };
+    };
+    const part = fc.oneof(
+      fc.stringMatching(/^[A-Za-z0-9_-]{1,70}$/),
+      fc.nat().map(String),
+      fc.constantFrom("", "0", "01", "1e3", "-1", "2147483648", "99999999999999999999", "é"),
+      // Printable ASCII a subject token may hold (no space, dot or wildcard).
+      fc.stringMatching(/^[!-)+-\-/-=?-~]{0,12}$/),
+    );
+    const safe = fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/);
+    const millis = fc.oneof(
+      fc.integer({ min: 100, max: 60_000 }).map(String),
+      fc.integer({ min: 0, max: 99 }).map(String),
+      fc.constantFrom("0", "007", "12345678901234567890"),
+    );
+    /** Valid version-1 fields, one of them sometimes replaced by anything. */
+    const fields = fc
+      .tuple(
+        safe,
+        safe,
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }).map(String),
+        millis,
+        millis,
+        fc.integer({ min: 0, max: 9 }),
+        part,
+      )
+      .map(([key, id, attempt, budget, window, i, other]) => {
+        const f = [key, id, attempt, budget, window];
+        if (i < f.length) f[i] = other;
+        return f;
+      });
+    const token = fc.oneof(
+      fc
+        .tuple(fc.constantFrom("rc1~", "rc1~", "rc1~", "rc2~", "rc~", "rc01~", "rc1", "x"), fields)
+        .map(([marker, f]) => marker + f.join("~")),
+      fc
+        .tuple(fc.constantFrom("rc1~", "rc2~"), fc.array(part, { minLength: 3, maxLength: 7 }))
+        .map(([marker, parts]) => marker + parts.join("~")),
+      fc.stringMatching(/^[!-)+-\-/-=?-~]{1,40}$/),
+    );
+    const inbox = `_INBOX.fuzz${SEED}`;
+    const waiting = new Map<
+      string,
+      (m: { data: Uint8Array; headers?: { get(k: string): string } }) => void
+    >();
+    const sub = raw.subscribe(`${inbox}.>`, {
+      callback: (_err, m) => {
+        // A progress message (a small window) is not the answer.
+        if (m.data.length === 0 && m.headers?.get("Ricochet-Progress")) return;
+        waiting.get(m.subject.split(".")[2] as string)?.(m);
+      },
+    });
+    await raw.flush();
+    const before = runs;
+    let mayRun = 0;
+    let n = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(token, async (t) => {
+          cases++;
+          const slot = `c${++n}`;
+          const want = expected(t);
+          if (want !== "broken") mayRun++;
+          const answer = new Promise<string>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no answer to token ${t}`)), 5000);
+            waiting.set(slot, (m) => {
+              clearTimeout(timer);
+              waiting.delete(slot);
+              resolve(codeOf(m));
+            });
+          });
+          raw.publish("billing.echo", encoder.encode('{"text":"t"}'), {
+            reply: `${inbox}.${slot}.${t}`,
+          });
+          const code = await answer;
+          if (want === "broken") expect(code).toBe("INVALID_REQUEST");
+          else if (want === "plain") expect(code).toBe("OK");
+          else if (want.budget === 0) expect(code).toBe("TIMEOUT");
+          else if (want.budget < 100) expect(["OK", "TIMEOUT"]).toContain(code);
+          else expect(code).toBe("OK");
+        }),
+        { numRuns: Math.ceil(RUNS / 10), seed: SEED },
+      );
+    } finally {
+      sub.unsubscribe();
+    }
+    expect(runs - before).toBeLessThanOrEqual(mayRun);
+    expect(badInputs).toEqual([]);
+    await stillServes();
+  }, 120_000);
+
   it("applies the header rules of docs/protocol.md", async () => {
     const send = async (pairs: [string, string][], body = '{"text":"r"}') => {
       const h = natsHeaders();

@@ -2,7 +2,7 @@
  * OpenTelemetry across a real nats-server: one trace, the responder's span a child of the client's,
  * and a span started inside the handler a child of the responder's.
  */
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import * as otel from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
@@ -14,10 +14,11 @@ import {
 } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createClient } from "../../src/client.js";
+import { parseCallToken } from "../../src/protocol.js";
 import { createResponder, type Responder } from "../../src/responder.js";
 import { clientTracing, responderTracing } from "../../src/tracing.js";
 import { natsTransport } from "../../src/transport/nats.js";
-import { billing, billingHandlers, rejection } from "../fixtures/billing.js";
+import { billing, billingHandlers, deferred, rejection } from "../fixtures/billing.js";
 
 describe("OpenTelemetry tracing", () => {
   const exporter = new InMemorySpanExporter();
@@ -110,5 +111,26 @@ describe("OpenTelemetry tracing", () => {
         [otel.SpanKind.SERVER, "INSUFFICIENT_FUNDS", otel.SpanStatusCode.ERROR],
       ].sort(),
     );
+  });
+
+  it("sends a traced call with its headers (traceparent needs them), not as a compact call", async () => {
+    const nc = ncs[1] as NatsConnection;
+    const seen = deferred<Msg>();
+    const sub = nc.subscribe("billing.echo", { max: 1, callback: (_err, m) => seen.resolve(m) });
+    await nc.flush();
+    const client = createClient(billing, {
+      transport: natsTransport(nc),
+      use: [clientTracing(otel)],
+    });
+    try {
+      await client.echo({ text: "traced" }, { id: "trace-3" });
+    } finally {
+      await client.close();
+    }
+    const m = await seen.promise;
+    sub.unsubscribe();
+    expect(m.headers?.get("traceparent")).toMatch(/^00-[0-9a-f]{32}-/);
+    expect(m.headers?.get("Nats-Msg-Id")).toBe("trace-3");
+    expect(parseCallToken(m.reply ?? "")).toBeUndefined();
   });
 });

@@ -3,7 +3,8 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { CLIENT_INTERNALS, createClient } from "../../src/client.js";
 import type { RpcError } from "../../src/errors.js";
-import { encodeBody } from "../../src/protocol.js";
+import { readCallMeta } from "../../src/handle.js";
+import { type CallToken, encodeBody, parseCallToken } from "../../src/protocol.js";
 import { createResponder, type Handlers } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
@@ -82,7 +83,7 @@ describe("retries", () => {
     expect(unheard).toBeGreaterThanOrEqual(6);
   });
 
-  it("keeps one id and one reply subject across attempts, and sends the attempt number from 2 on", async () => {
+  it("keeps one id and one reply subject across attempts, and sends the attempt number from 2 on (wire: headers)", async () => {
     t = memoryTransport();
     const seen: TransportMessage[] = [];
     t.subscribe(
@@ -93,7 +94,7 @@ describe("retries", () => {
       },
       { queue: "billing" },
     );
-    const out = await client({ retry: { attempts: 3, baseMs: 1, maxMs: 1 } }).echo(
+    const out = await client({ wire: "headers", retry: { attempts: 3, baseMs: 1, maxMs: 1 } }).echo(
       { text: "x" },
       { id: "same-id", timeoutMs: 600 },
     );
@@ -105,6 +106,34 @@ describe("retries", () => {
     expect(budgets[0]).toBeLessThanOrEqual(600);
     expect(budgets[1]).toBeLessThan(budgets[0] as number);
     expect(budgets[2]).toBeLessThan(budgets[1] as number);
+  });
+
+  it("keeps one id and one call key across attempts in a compact call's token, with the attempt and a shrinking budget", async () => {
+    t = memoryTransport();
+    const seen: TransportMessage[] = [];
+    t.subscribe(
+      "billing.echo",
+      (m) => {
+        seen.push(m);
+        // Attempt 3 is answered on attempt 1's reply subject: the call still completes.
+        if (seen.length === 3 && seen[0]?.reply)
+          t.publish(seen[0].reply, encodeBody({ text: "third time" }));
+      },
+      { queue: "billing" },
+    );
+    const out = await client({ retry: { attempts: 3, baseMs: 1, maxMs: 1 } }).echo(
+      { text: "x" },
+      { id: "same-id", timeoutMs: 600 },
+    );
+    expect(out).toEqual({ text: "third time" });
+    expect(seen.map((m) => m.headers())).toEqual([{}, {}, {}]);
+    const tokens = seen.map((m) => parseCallToken(m.reply ?? "") as CallToken);
+    expect(tokens.map((k) => k.id)).toEqual(["same-id", "same-id", "same-id"]);
+    expect(new Set(tokens.map((k) => k.key)).size).toBe(1);
+    expect(tokens.map((k) => k.attempt)).toEqual([1, 2, 3]);
+    expect(tokens[0]?.budgetMs).toBeLessThanOrEqual(600);
+    expect(tokens[1]?.budgetMs).toBeLessThan(tokens[0]?.budgetMs as number);
+    expect(tokens[2]?.budgetMs).toBeLessThan(tokens[1]?.budgetMs as number);
   });
 
   it("completes a call with a late reply to attempt 1 that arrives during attempt 2", async () => {
@@ -143,7 +172,7 @@ describe("retries", () => {
   it("treats timeoutMs as one deadline across all attempts", async () => {
     t = memoryTransport();
     const budgets: number[] = [];
-    t.subscribe("billing.echo", (m) => budgets.push(Number(m.header("Ricochet-Timeout"))), {
+    t.subscribe("billing.echo", (m) => budgets.push(readCallMeta(m, false).timeout as number), {
       queue: "billing",
     });
     const err = await rejection(

@@ -11,7 +11,7 @@ import { defineContract, method } from "../../src/contract.js";
 import { memoryDedupe } from "../../src/dedupe/memory.js";
 import type { DedupeStore } from "../../src/dedupe/types.js";
 import type { RpcError } from "../../src/errors.js";
-import { encodeBody } from "../../src/protocol.js";
+import { type CallToken, encodeBody, parseCallToken } from "../../src/protocol.js";
 import { createResponder, type Handlers, type ResponderOptions } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
@@ -360,7 +360,13 @@ describe("robustness", () => {
     const seen = countRequests("billing.echo");
     await serve(billingHandlers);
     await client().echo({ text: "x" }, { timeoutMs: 1500.7 });
-    expect(seen[0]?.header("Ricochet-Timeout")).toMatch(/^\d+$/);
+    // A compact call: its budget is a field of the call token, digits only.
+    const token = parseCallToken(seen[0]?.reply ?? "");
+    expect(token).toMatchObject({ budgetMs: expect.any(Number) });
+    expect(Number.isInteger((token as CallToken).budgetMs)).toBe(true);
+    const headers = countRequests("billing.echo");
+    await client({ wire: "headers" }).echo({ text: "x" }, { timeoutMs: 1500.7 });
+    expect(headers[0]?.header("Ricochet-Timeout")).toMatch(/^\d+$/);
     expect(() => createClient(billing, { transport: t, timeoutMs: 2 ** 31 })).toThrow(
       /timeoutMs must be a number of milliseconds/,
     );

@@ -39,6 +39,20 @@ describe("ricochet/testing", () => {
     expect(charged).toEqual(["c-1"]);
   });
 
+  it("picks a call's requests by its id (callId), compact or with headers", async () => {
+    for (const wire of ["compact", "headers"] as const) {
+      const { handlers, charged } = counting();
+      await using pair = await testPair(billing, handlers, {
+        client: { wire, timeoutMs: 600, retry: { attempts: 3, baseMs: 1, maxMs: 5 } },
+      });
+      const lost = pair.clientBus.drop({ when: (m) => m.callId === "pick-2", times: 1 });
+      await pair.client.charge({ accountId: "a", amountCents: 1 }, { id: "pick-1" });
+      await pair.client.charge({ accountId: "a", amountCents: 1 }, { id: "pick-2" }); // retried
+      expect(lost.hits).toBe(1);
+      expect(charged).toEqual(["pick-1", "pick-2"]);
+    }
+  });
+
   it("duplicates and delays requests: each id still runs once", async () => {
     const { handlers, charged } = counting();
     await using pair = await testPair(billing, handlers);
