@@ -293,23 +293,34 @@ function report(payload: PayloadName, impls: typeof IMPLS, runs: Map<string, Wor
   const share = (s: Summary | undefined) =>
     s?.throughput["64"] && c64 ? s.throughput["64"].callsPerSec / c64 : undefined;
   const p50 = (s: Summary | undefined) => div(s?.p50us, natsRequest?.p50us);
+  // The targets of the performance issue: on every payload set, at 64 in flight.
+  const peers = ["nats-request", "nats-request-noasynctraces", "services", "moleculer"]
+    .map((name) => [name, share(summaries.get(name))] as const)
+    .filter((p): p is readonly [string, number] => p[1] !== undefined);
+  const best = peers.reduce<readonly [string, number] | undefined>(
+    (a, p) => (a === undefined || p[1] > a[1] ? p : a),
+    undefined,
+  );
   const targets = [
     check(
-      "ricochet dedupe: false at 64 in flight",
-      share(rn) === undefined ? undefined : (share(rn) as number) >= 0.8,
-      `${share(rn)?.toFixed(2) ?? "?"}× the ceiling (target ≥ 0.8×)`,
-    ),
-    check(
       "ricochet default (memoryDedupe) at 64 in flight",
-      share(r) === undefined ? undefined : (share(r) as number) >= 0.7,
-      `${share(r)?.toFixed(2) ?? "?"}× the ceiling (target ≥ 0.7×)`,
+      share(r) === undefined ? undefined : (share(r) as number) >= 0.8,
+      `${share(r)?.toFixed(2) ?? "?"}× the ceiling (target ≥ 0.8×)`,
     ),
     check(
-      "memoryDedupe costs little: ricochet default vs dedupe: false at 64 in flight",
-      share(r) === undefined || share(rn) === undefined
-        ? undefined
-        : (share(r) as number) / (share(rn) as number) >= 0.9,
-      `${share(r) && share(rn) ? ((share(r) as number) / (share(rn) as number)).toFixed(2) : "?"}× (target ≥ 0.9×)`,
+      "ricochet default ahead of every peer at 64 in flight",
+      share(r) === undefined || best === undefined ? undefined : (share(r) as number) > best[1],
+      `${share(r)?.toFixed(2) ?? "?"}× against the best peer's ${best?.[1].toFixed(2) ?? "?"}× (${best?.[0] ?? "?"})`,
+    ),
+    check(
+      "ricochet dedupe: false at 64 in flight",
+      share(rn) === undefined ? undefined : (share(rn) as number) >= 0.85,
+      `${share(rn)?.toFixed(2) ?? "?"}× the ceiling (target ≥ 0.85×)`,
+    ),
+    check(
+      "memoryDedupe's cost: ricochet default vs dedupe: false at 64 in flight",
+      undefined,
+      `${share(r) && share(rn) ? ((share(r) as number) / (share(rn) as number)).toFixed(2) : "?"}× (no target; for reference)`,
     ),
     ...(r?.heapMiB === undefined
       ? []
