@@ -65,9 +65,10 @@ export async function execute(
 ): Promise<Execution> {
   // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
   // same outcome as the caller, and nothing is mapped or logged twice.
-  const final = new WeakSet<object>();
+  // (One variable, not a set: the handler runs once, so at most one error is made final.)
+  let final: RpcError | undefined;
   const settled = (err: RpcError) => {
-    final.add(err);
+    final = err;
     return err;
   };
   /** The handler, then the response schema: resolves the value to send, or throws the final RpcError. */
@@ -101,9 +102,7 @@ export async function execute(
   } catch (err) {
     // A middleware may throw on its own: a contract error goes out, anything else is hidden.
     const replyError =
-      typeof err === "object" && err !== null && final.has(err)
-        ? (err as RpcError)
-        : await toReplyError(err, method, ctx, log);
+      err !== undefined && err === final ? final : await toReplyError(err, method, ctx, log);
     const declared = Object.hasOwn(method.errors, replyError.code);
     const out = errorReply(replyError, declared, !declared && !returned);
     if (TRANSIENT.has(replyError)) out.transient = true;

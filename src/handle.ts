@@ -105,13 +105,6 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     const idOk = sentId === undefined || isValidCallId(sentId);
     const id = sentId !== undefined && idOk ? sentId : nanoid();
     const scope = { callId: id, subject };
-    /** A failure before the handler ran: another delivery (or instance) may do better. */
-    const fail = (err: RpcError): Answer => ({ reply: errorReply(err).reply, retryable: true });
-    const poison = (err: RpcError): Answer => ({
-      reply: errorReply(err).reply,
-      retryable: false,
-      poison: err,
-    });
     if (method === undefined) {
       // A durable command for a method this (older?) responder lacks: another one may serve it.
       const message = `${subject}: this responder serves ${service} ${contract.version}, which has no method '${name}' (call ${id})`;
@@ -217,6 +210,16 @@ export function readCallMeta(msg: TransportMessage, command: boolean): CallMeta 
   if (attempt !== undefined) out.attempt = parseAttemptHeader(attempt);
   if (progress !== undefined) out.progress = parseMillisHeader(progress);
   return out;
+}
+
+/** A failure before the handler ran: another delivery (or instance) may do better. */
+function fail(err: RpcError): Answer {
+  return { reply: errorReply(err).reply, retryable: true };
+}
+
+/** A request no delivery can serve: answered, and a durable command dead-lettered as poison. */
+function poison(err: RpcError): Answer {
+  return { reply: errorReply(err).reply, retryable: false, poison: err };
 }
 
 /** Why the call's own headers break their rules, or `undefined` when they do not. */
