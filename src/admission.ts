@@ -32,7 +32,7 @@ export class Admission<J> {
    * when the queue is full; `unbounded` queues it anyway (for work whose source bounds it).
    */
   offer(job: J, unbounded = false): boolean {
-    if (this.#active < this.concurrency) void this.#start(job);
+    if (this.#active < this.concurrency) this.#start(job);
     else if (unbounded || this.#waiting.length < this.maxQueue) this.#waiting.push(job);
     else return false;
     return true;
@@ -51,15 +51,28 @@ export class Admission<J> {
     });
   }
 
-  async #start(job: J): Promise<void> {
+  #start(job: J): void {
     this.#active++;
+    let ran: Promise<void>;
     try {
-      await this.run(job);
-    } finally {
-      this.#active--;
-      const next = this.#waiting.shift();
-      if (next !== undefined) void this.#start(next);
-      else if (this.#active === 0) this.#idle?.();
+      ran = this.run(job);
+    } catch (err) {
+      ran = Promise.reject(err);
     }
+    // One reaction on the job's own promise, not an async frame per job.
+    void ran.then(this.#finish, this.#fail);
   }
+
+  readonly #finish = (): void => {
+    this.#active--;
+    const next = this.#waiting.shift();
+    if (next !== undefined) this.#start(next);
+    else if (this.#active === 0) this.#idle?.();
+  };
+
+  /** A job that failed: its slot is freed, and its failure still surfaces (unhandled). */
+  readonly #fail = (err: unknown): never => {
+    this.#finish();
+    throw err;
+  };
 }

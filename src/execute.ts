@@ -12,7 +12,7 @@ import type { StoredReply } from "./dedupe/types.js";
 import { isBuiltInCode, isRpcError, RPC_CODES, RpcError } from "./errors.js";
 import { compose, type ResponderMiddleware } from "./middleware.js";
 import { encodeBody, encodeError } from "./protocol.js";
-import { validate } from "./validate.js";
+import { type Validation, validate } from "./validate.js";
 
 /** The reply and whether it is a deterministic outcome worth replaying (a value or a contract error). */
 export interface Execution {
@@ -55,13 +55,131 @@ export function errorReply(err: RpcError, keep = false, retryable = false): Exec
  * a contract error (details checked), or a generic `INTERNAL` / `TIMEOUT` that hides the cause. Never
  * throws.
  */
-export async function execute(
+export function execute(
   handler: (request: unknown, ctx: LazyContext) => unknown,
   request: unknown,
   method: AnyMethod,
   ctx: LazyContext,
   log: Logger,
   use: readonly ResponderMiddleware[] = [],
+): Promise<Execution> {
+  if (use.length > 0) return executeComposed(handler, request, method, ctx, log, use);
+  // Without middleware, the handler's own promise carries the call: no async layers of ours.
+  let result: unknown;
+  try {
+    result = handler(request, ctx);
+  } catch (err) {
+    return handlerFailed(err, method, ctx, log);
+  }
+  if (result instanceof Promise) {
+    return result.then(
+      (value) => handlerReturned(value, method, ctx, log),
+      (err: unknown) => handlerFailed(err, method, ctx, log),
+    );
+  }
+  try {
+    return Promise.resolve(handlerReturned(result, method, ctx, log));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** The handler returned `result`: checks it against the response schema and encodes it. */
+function handlerReturned(
+  result: unknown,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Execution | Promise<Execution> {
+  const pending = validate(method.response, result);
+  return pending instanceof Promise
+    ? pending.then((out) => checkedResponse(out, method, ctx, log))
+    : checkedResponse(pending, method, ctx, log);
+}
+
+function checkedResponse(
+  out: Validation,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Execution | Promise<Execution> {
+  if (!out.ok) {
+    let err: RpcError;
+    try {
+      err = internalError(
+        ctx,
+        log,
+        { issues: out.issues },
+        "handler returned a value that fails the response schema",
+      );
+    } catch (thrown) {
+      return failedExecution(thrown, false, true, method, ctx, log);
+    }
+    return failedExecution(err, true, true, method, ctx, log);
+  }
+  ctx.dispose();
+  return encodedValue(out.value, ctx, log);
+}
+
+/** The handler threw (or rejected) `err`: its reply error is final. */
+async function handlerFailed(
+  err: unknown,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Promise<Execution> {
+  let replyError: RpcError;
+  try {
+    replyError = await toReplyError(err, method, ctx, log);
+  } catch (thrown) {
+    return failedExecution(thrown, false, false, method, ctx, log);
+  }
+  return failedExecution(replyError, true, false, method, ctx, log);
+}
+
+/**
+ * The error reply for `err`: made final already (`final`), or thrown by a middleware or by ricochet
+ * on its own. `returned`: whether the handler returned. Disposes of the context.
+ */
+async function failedExecution(
+  err: unknown,
+  final: boolean,
+  returned: boolean,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Promise<Execution> {
+  try {
+    // A middleware may throw on its own: a contract error goes out, anything else is hidden.
+    const replyError = final ? (err as RpcError) : await toReplyError(err, method, ctx, log);
+    const declared = Object.hasOwn(method.errors, replyError.code);
+    const out = errorReply(replyError, declared, !declared && !returned);
+    if (TRANSIENT.has(replyError)) out.transient = true;
+    return out;
+  } finally {
+    ctx.dispose();
+  }
+}
+
+/** The reply carrying the handler's (checked) value. */
+function encodedValue(value: unknown, ctx: LazyContext, log: Logger): Execution {
+  try {
+    return { reply: { data: encodeBody(value) }, keep: true, retryable: false, code: undefined };
+  } catch (err) {
+    return errorReply(
+      internalError(ctx, log, { err }, "handler returned a value that cannot be encoded as JSON"),
+    );
+  }
+}
+
+/** {@link execute} with middleware around the handler. */
+async function executeComposed(
+  handler: (request: unknown, ctx: LazyContext) => unknown,
+  request: unknown,
+  method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+  use: readonly ResponderMiddleware[],
 ): Promise<Execution> {
   // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
   // same outcome as the caller, and nothing is mapped or logged twice.
@@ -98,7 +216,7 @@ export async function execute(
   };
   let value: unknown;
   try {
-    value = use.length === 0 ? await last() : await compose(use, [ctx, request], last);
+    value = await compose(use, [ctx, request], last);
   } catch (err) {
     // A middleware may throw on its own: a contract error goes out, anything else is hidden.
     const replyError =
@@ -110,13 +228,7 @@ export async function execute(
   } finally {
     ctx.dispose();
   }
-  try {
-    return { reply: { data: encodeBody(value) }, keep: true, retryable: false, code: undefined };
-  } catch (err) {
-    return errorReply(
-      internalError(ctx, log, { err }, "handler returned a value that cannot be encoded as JSON"),
-    );
-  }
+  return encodedValue(value, ctx, log);
 }
 
 function isContractError(err: unknown, method: AnyMethod): err is RpcError {

@@ -30,7 +30,7 @@ import {
 } from "./protocol.js";
 import { HEADER_REPLAY_CALL_ID, type QueuedCommand } from "./transport/queue.js";
 import type { TransportMessage } from "./transport/types.js";
-import { describeIssues, validate } from "./validate.js";
+import { describeIssues, type Validation, validate } from "./validate.js";
 
 /** One call as the responder received it. */
 export interface IncomingCall {
@@ -62,8 +62,11 @@ export interface HandleEnv {
     | undefined;
 }
 
-/** Returns the function that answers one call. It never throws for anything the caller sent. */
-export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Answer> {
+/**
+ * Returns the function that answers one call: at once when it can, else with a promise. It never
+ * throws (or rejects) for anything the caller sent.
+ */
+export function callHandler(env: HandleEnv): (call: IncomingCall) => Answer | Promise<Answer> {
   const { contract, handlers, use, log, defaultTimeoutMs, dedupe } = env;
   const service = contract.service;
   const onDuplicate = env.onDuplicate;
@@ -95,7 +98,44 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     },
   };
 
-  return async (incoming) => {
+  /** After validation: runs the handler (at most once per call id, with a store) unless too late. */
+  const proceed = (
+    incoming: IncomingCall,
+    method: AnyMethod,
+    subject: string,
+    id: string,
+    sentId: string | undefined,
+    deadline: number,
+    sent: CallMeta,
+    checked: Validation,
+  ): Answer | Promise<Answer> => {
+    if (!checked.ok) {
+      const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
+      const details = { issues: checked.issues };
+      return poison(new RpcError("INVALID_REQUEST", message, { callId: id, subject, details }));
+    }
+    // Checked after validation: an invalid request is INVALID_REQUEST however late it is.
+    if (Date.now() >= deadline) {
+      const scope = { callId: id, subject };
+      log.debug(scope, "deadline passed while the call waited; handler not run");
+      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
+      return fail(new RpcError("TIMEOUT", message, scope));
+    }
+    const { name, msg, command } = incoming;
+    const attempt = command ? command.delivery : ((sent.attempt as number | undefined) ?? 1);
+    const handler = handlers[name] as (request: unknown, ctx: LazyContext) => unknown;
+    const request = checked.value;
+    const run = () => {
+      const ctx = new LazyContext(id, attempt, deadline, service, name, msg, log, env.stopping);
+      return execute(handler, request, method, ctx, log, use);
+    };
+    // Without a store, for a caller that sent no id (nothing to deduplicate on), or for a method its
+    // contract says is safe to run twice, just run.
+    if (once === undefined || sentId === undefined || !method.dedupe) return run();
+    return runOnce(once, { id, method: name, data: msg.data, deadline, subject }, run);
+  };
+
+  return (incoming) => {
     const { name, method, msg, received, command } = incoming;
     // A durable command is named by its method, not by the queue's subject it came on.
     const subject = command ? `${service}.${name}` : msg.subject;
@@ -104,22 +144,25 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     const sentId = command?.header(HEADER_REPLAY_CALL_ID) || sent.id;
     const idOk = sentId === undefined || isValidCallId(sentId);
     const id = sentId !== undefined && idOk ? sentId : nanoid();
-    const scope = { callId: id, subject };
     if (method === undefined) {
       // A durable command for a method this (older?) responder lacks: another one may serve it.
       const message = `${subject}: this responder serves ${service} ${contract.version}, which has no method '${name}' (call ${id})`;
-      return fail(new RpcError("UNAVAILABLE", message, scope));
+      return fail(new RpcError("UNAVAILABLE", message, { callId: id, subject }));
     }
     if (sent.brokenToken !== undefined) {
       const message = `${subject}: invalid request: the call token in the reply subject is malformed: ${sent.brokenToken} (call ${id})`;
       const details = { reply: sent.brokenToken };
-      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+      return poison(new RpcError("INVALID_REQUEST", message, { callId: id, subject, details }));
     }
     const broken = brokenHeader(sent, idOk);
     if (broken !== undefined) {
       const message = `${subject}: invalid request: ${broken} (call ${id})`;
       return poison(
-        new RpcError("INVALID_REQUEST", message, { ...scope, details: { header: broken } }),
+        new RpcError("INVALID_REQUEST", message, {
+          callId: id,
+          subject,
+          details: { header: broken },
+        }),
       );
     }
     // A stored command's caller budget says nothing about now: each delivery gets the default.
@@ -131,31 +174,15 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Promise<Ans
     } catch (err) {
       const message = `${subject}: the request body is not valid JSON (call ${id})`;
       const details = { reason: (err as Error).message };
-      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+      return poison(new RpcError("INVALID_REQUEST", message, { callId: id, subject, details }));
     }
     const pending = validate(method.request, body);
-    const checked = pending instanceof Promise ? await pending : pending;
-    if (!checked.ok) {
-      const message = `${subject}: invalid request: ${describeIssues(checked.issues)}`;
-      const details = { issues: checked.issues };
-      return poison(new RpcError("INVALID_REQUEST", message, { ...scope, details }));
+    if (pending instanceof Promise) {
+      return pending.then((checked) =>
+        proceed(incoming, method, subject, id, sentId, deadline, sent, checked),
+      );
     }
-    // Checked after validation: an invalid request is INVALID_REQUEST however late it is.
-    if (Date.now() >= deadline) {
-      log.debug(scope, "deadline passed while the call waited; handler not run");
-      const message = `${subject}: the deadline passed before the handler started (call ${id})`;
-      return fail(new RpcError("TIMEOUT", message, scope));
-    }
-    const attempt = command ? command.delivery : ((sent.attempt as number | undefined) ?? 1);
-    const handler = handlers[name] as (request: unknown, ctx: LazyContext) => unknown;
-    const run = () => {
-      const ctx = new LazyContext(id, attempt, deadline, service, name, msg, log, env.stopping);
-      return execute(handler, checked.value, method, ctx, log, use);
-    };
-    // Without a store, for a caller that sent no id (nothing to deduplicate on), or for a method its
-    // contract says is safe to run twice, just run.
-    if (once === undefined || sentId === undefined || !method.dedupe) return await run();
-    return await runOnce(once, { id, method: name, data: msg.data, deadline, subject }, run);
+    return proceed(incoming, method, subject, id, sentId, deadline, sent, pending);
   };
 }
 

@@ -70,18 +70,113 @@ export interface Outcome {
 }
 
 /** Returns the reply for `call`, running `run` only if no execution of the id exists. Never throws on a conflict. */
-export async function runOnce(
+export function runOnce(
   env: OnceEnv,
   call: OnceCall,
   run: () => Promise<Execution>,
 ): Promise<Outcome> {
-  const { store, log } = env;
   const print = fingerprint(call.method, call.data);
+  let first: Claim | Promise<Claim>;
+  try {
+    first = env.store.claim(call.id, print, call.deadline);
+  } catch (err) {
+    first = Promise.reject(err);
+  }
+  // The common case, a store that answers at once that the call is new: no async frame of ours.
+  if (!(first instanceof Promise) && first.status === "owner")
+    return runOwner(env, call, run, first);
+  return claimLoop(env, call, run, print, first);
+}
+
+type Claim = Awaited<ReturnType<DedupeStore["claim"]>>;
+type OwnerClaim = Extract<Claim, { status: "owner" }>;
+
+/** Runs the call as the owner of its id, then records its reply in the store. */
+function runOwner(
+  env: OnceEnv,
+  call: OnceCall,
+  run: () => Promise<Execution>,
+  claim: OwnerClaim,
+): Promise<Outcome> {
+  let running: Promise<Execution>;
+  try {
+    running = run();
+  } catch (err) {
+    running = Promise.reject(err);
+  }
+  return running.then(
+    (outcome) => recordOutcome(env, call, claim, outcome),
+    (err: unknown) => ownerFailed(call, claim, err),
+  );
+}
+
+/** The run failed: never leave the claim running (duplicates would wait on it until their deadlines). */
+async function ownerFailed(call: OnceCall, claim: OwnerClaim, err: unknown): Promise<never> {
+  const failed = errorReply(
+    new RpcError("INTERNAL", `${call.subject}: internal error (call ${call.id})`, scopeOf(call)),
+  );
+  await Promise.resolve(claim.finish(failed.reply, false)).catch(() => undefined);
+  throw err;
+}
+
+/** Records the owner's reply in the store; a store slow to record does not hold the reply long. */
+function recordOutcome(
+  env: OnceEnv,
+  call: OnceCall,
+  claim: OwnerClaim,
+  outcome: Execution,
+): Outcome | Promise<Outcome> {
+  let finishing: void | Promise<void>;
+  try {
+    finishing = claim.finish(outcome.reply, outcome.keep);
+  } catch (err) {
+    failedToRecord(env.log, call, err);
+    return outcome;
+  }
+  if (!(finishing instanceof Promise)) return outcome;
+  return slowRecord(env, call, outcome, finishing);
+}
+
+async function slowRecord(
+  env: OnceEnv,
+  call: OnceCall,
+  outcome: Execution,
+  finishing: Promise<void>,
+): Promise<Outcome> {
+  // A store that is slow to record (retrying through an outage) must not hold the reply: the
+  // claim stays renewed meanwhile, so duplicates wait for the record. A durable command is
+  // acknowledged only once `recorded` settles.
+  const recorded = finishing.catch((err: unknown) => failedToRecord(env.log, call, err));
+  const inTime = await Promise.race([
+    recorded.then(() => true),
+    new Promise<false>((resolve) => setTimeout(resolve, RECORD_WAIT_MS, false).unref()),
+  ]);
+  return inTime ? outcome : { ...outcome, recorded };
+}
+
+/** The handler ran; its caller gets the reply even if the store could not record it. */
+function failedToRecord(log: Logger, call: OnceCall, err: unknown): void {
+  log.error(
+    { ...scopeOf(call), err },
+    "dedupe store failed to record a finished call (after retrying); a duplicate may run again",
+  );
+}
+
+/** Claims `call`'s id (its first claim `first` made already) until it is answered. */
+async function claimLoop(
+  env: OnceEnv,
+  call: OnceCall,
+  run: () => Promise<Execution>,
+  print: string,
+  first: Claim | Promise<Claim> | undefined,
+): Promise<Outcome> {
+  const { store, log } = env;
   let failures = 0;
   for (;;) {
-    let claim: Awaited<ReturnType<DedupeStore["claim"]>>;
+    let claim: Claim;
     try {
-      const pending = store.claim(call.id, print, call.deadline);
+      const pending = first ?? store.claim(call.id, print, call.deadline);
+      first = undefined;
       claim = pending instanceof Promise ? await pending : pending;
     } catch (err) {
       const denied = permissionError(err);
@@ -103,46 +198,7 @@ export async function runOnce(
         transient: true,
       };
     }
-    if (claim.status === "owner") {
-      let outcome: Execution;
-      try {
-        outcome = await run();
-      } catch (err) {
-        // Never leave the claim running: duplicates would wait on it until their deadlines, forever.
-        const failed = errorReply(
-          new RpcError(
-            "INTERNAL",
-            `${call.subject}: internal error (call ${call.id})`,
-            scopeOf(call),
-          ),
-        );
-        await Promise.resolve(claim.finish(failed.reply, false)).catch(() => undefined);
-        throw err;
-      }
-      const failedToRecord = (err: unknown) =>
-        // The handler ran; its caller gets the reply even if the store could not record it.
-        log.error(
-          { ...scopeOf(call), err },
-          "dedupe store failed to record a finished call (after retrying); a duplicate may run again",
-        );
-      let finishing: void | Promise<void>;
-      try {
-        finishing = claim.finish(outcome.reply, outcome.keep);
-      } catch (err) {
-        failedToRecord(err);
-        return outcome;
-      }
-      if (!(finishing instanceof Promise)) return outcome;
-      // A store that is slow to record (retrying through an outage) must not hold the reply: the
-      // claim stays renewed meanwhile, so duplicates wait for the record. A durable command is
-      // acknowledged only once `recorded` settles.
-      const recorded = finishing.catch(failedToRecord);
-      const inTime = await Promise.race([
-        recorded.then(() => true),
-        new Promise<false>((resolve) => setTimeout(resolve, RECORD_WAIT_MS, false).unref()),
-      ]);
-      return inTime ? outcome : { ...outcome, recorded };
-    }
+    if (claim.status === "owner") return runOwner(env, call, run, claim);
     if (claim.status === "done") {
       log.debug(scopeOf(call), "duplicate call; replaying the stored reply");
       env.onDuplicate?.(call, "replayed");

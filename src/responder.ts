@@ -224,19 +224,47 @@ export function createResponder<C extends AnyContract>(
   });
 
   /** Handles one admitted job, then answers it: a reply, or a settlement on the durable queue. */
-  const run = async (job: Job) => {
+  const run = (job: Job): Promise<void> => {
     const command = job.command;
-    // A core call is answered in one step: no extra async layers on the hot path.
-    if (command === undefined) {
-      running.add(job);
-      try {
-        send(job, (await handleSafely(job)).reply);
-      } finally {
-        running.delete(job);
-      }
-      return;
-    }
     running.add(job);
+    if (command !== undefined) return settleJob(job, command);
+    // A core call is answered in one step: no async layers of ours on the hot path.
+    let answer: Answer | Promise<Answer>;
+    try {
+      answer = handle(job);
+    } catch (err) {
+      failed(job, err);
+      return DONE;
+    }
+    if (answer instanceof Promise) {
+      return answer.then(
+        (done) => answered(job, done),
+        (err: unknown) => failed(job, err),
+      );
+    }
+    answered(job, answer);
+    return DONE;
+  };
+  /** A core call whose handling failed unexpectedly: answered INTERNAL. */
+  const failed = (job: Job, err: unknown) => {
+    let answer: Answer;
+    try {
+      answer = unexpected(job, err);
+    } catch (thrown) {
+      running.delete(job);
+      throw thrown;
+    }
+    answered(job, answer);
+  };
+  /** Sends a core call's answer; the job stops running either way. */
+  const answered = (job: Job, answer: Answer) => {
+    try {
+      send(job, answer.reply);
+    } finally {
+      running.delete(job);
+    }
+  };
+  const settleJob = async (job: Job, command: QueuedCommand) => {
     try {
       await settle(job, command);
     } finally {
@@ -289,13 +317,23 @@ export function createResponder<C extends AnyContract>(
       outcome,
     });
   /** Handles `job`; a failure of ricochet itself becomes an INTERNAL answer. */
-  const handleSafely = (job: Job): Promise<Answer> =>
-    handle(job).catch((err: unknown) => {
-      // handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's.
-      log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
-      const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
-      return { reply: errorReply(internal).reply, retryable: true };
-    });
+  const handleSafely = (job: Job): Promise<Answer> => {
+    let answer: Answer | Promise<Answer>;
+    try {
+      answer = handle(job);
+    } catch (err) {
+      return Promise.resolve(unexpected(job, err));
+    }
+    return answer instanceof Promise
+      ? answer.catch((err: unknown) => unexpected(job, err))
+      : Promise.resolve(answer);
+  };
+  /** handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's. */
+  const unexpected = (job: Job, err: unknown): Answer => {
+    log.error({ err, subject: job.msg.subject }, "unexpected failure while handling a call");
+    const internal = new RpcError("INTERNAL", `${job.msg.subject}: internal error`);
+    return { reply: errorReply(internal).reply, retryable: true };
+  };
   const admission = new Admission<Job>(concurrency, maxQueue, run);
 
   const onMessage = (name: string, method: AnyMethod | undefined, msg: TransportMessage) => {
@@ -554,6 +592,9 @@ export function createResponder<C extends AnyContract>(
     },
   };
 }
+
+/** The settled promise of a job answered at once. */
+const DONE: Promise<void> = Promise.resolve();
 
 /** Resolves `true` after `ms`, or `false` as soon as `signal` aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<boolean> {
