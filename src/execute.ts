@@ -218,16 +218,10 @@ async function executeComposed(
   try {
     value = await compose(use, [ctx, request], last);
   } catch (err) {
-    // A middleware may throw on its own: a contract error goes out, anything else is hidden.
-    const replyError =
-      err !== undefined && err === final ? final : await toReplyError(err, method, ctx, log);
-    const declared = Object.hasOwn(method.errors, replyError.code);
-    const out = errorReply(replyError, declared, !declared && !returned);
-    if (TRANSIENT.has(replyError)) out.transient = true;
-    return out;
-  } finally {
-    ctx.dispose();
+    // (failedExecution disposes of the context.)
+    return failedExecution(err, err !== undefined && err === final, returned, method, ctx, log);
   }
+  ctx.dispose();
   return encodedValue(value, ctx, log);
 }
 
