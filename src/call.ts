@@ -7,7 +7,13 @@
  */
 import type { Logger } from "pino";
 import { RpcError } from "./errors.js";
-import { HEADER_ATTEMPT, HEADER_PROGRESS, HEADER_TIMEOUT, MAX_BUDGET_MS } from "./protocol.js";
+import {
+  attemptToken,
+  HEADER_ATTEMPT,
+  HEADER_PROGRESS,
+  HEADER_TIMEOUT,
+  MAX_BUDGET_MS,
+} from "./protocol.js";
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
 import { PayloadTooLargeError, permissionError } from "./transport/errors.js";
@@ -319,7 +325,7 @@ export class Call {
     try {
       if (compact !== undefined) {
         // The call token: the same call key and id on every attempt, so any attempt's reply routes here.
-        const reply = `${compact}${attempt}~${budget}~${window}`;
+        const reply = attemptToken(compact, attempt, budget, window);
         this.env.transport.publish(scope.subject, body, { reply });
       } else {
         headers[HEADER_TIMEOUT] = String(budget);

@@ -205,7 +205,10 @@ export interface CallMeta {
  * (which breaks every rule). A request with none of them takes them from a call token at the end of
  * its reply subject, if it has one; a durable command (`command`) never does.
  */
-export function readCallMeta(msg: TransportMessage, command: boolean): CallMeta {
+export function readCallMeta(
+  msg: Pick<TransportMessage, "header" | "reply">,
+  command: boolean,
+): CallMeta {
   const out: CallMeta = {};
   const id = msg.header(HEADER_CALL_ID);
   const timeout = msg.header(HEADER_TIMEOUT);

@@ -61,8 +61,7 @@ export class ProgressTracker {
     budgetMs: number,
   ): HeldCall | undefined {
     if (reply === undefined || typeof windowMs !== "number" || windowMs === 0) return undefined;
-    const window = windowMs;
-    const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(window, MAX_BUDGET_MS) / 2));
+    const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(windowMs, MAX_BUDGET_MS) / 2));
     const deadline = received + Math.min(budgetMs, MAX_BUDGET_MS);
     const call: HeldCall = { reply, due: received + every, every, deadline };
     this.#held.add(call);

@@ -225,7 +225,20 @@ export function encodeCallToken(
   budgetMs: number,
   windowMs: number,
 ): string {
-  return `${callTokenPrefix(key, id)}${attempt}~${budgetMs}~${windowMs}`;
+  return attemptToken(callTokenPrefix(key, id), attempt, budgetMs, windowMs);
+}
+
+/**
+ * One attempt's call token (or reply subject), from the per-call part made by {@link callTokenPrefix}
+ * (with or without the inbox in front): the prefix, then `<attempt>~<budgetMs>~<windowMs>`.
+ */
+export function attemptToken(
+  prefix: string,
+  attempt: number,
+  budgetMs: number,
+  windowMs: number,
+): string {
+  return `${prefix}${attempt}~${budgetMs}~${windowMs}`;
 }
 
 /** What a valid call token says. */

@@ -231,30 +231,23 @@ export function createResponder<C extends AnyContract>(
     // A core call is answered in one step: no async layers of ours on the hot path.
     let answer: Answer | Promise<Answer>;
     try {
-      answer = handle(job);
+      answer = handleSafely(job);
     } catch (err) {
-      failed(job, err);
-      return DONE;
+      return stopped(job, err);
     }
     if (answer instanceof Promise) {
       return answer.then(
         (done) => answered(job, done),
-        (err: unknown) => failed(job, err),
+        (err: unknown) => stopped(job, err),
       );
     }
     answered(job, answer);
     return DONE;
   };
-  /** A core call whose handling failed unexpectedly: answered INTERNAL. */
-  const failed = (job: Job, err: unknown) => {
-    let answer: Answer;
-    try {
-      answer = unexpected(job, err);
-    } catch (thrown) {
-      running.delete(job);
-      throw thrown;
-    }
-    answered(job, answer);
+  /** Even the INTERNAL answer failed (its log line threw): the job stops running, and the error surfaces. */
+  const stopped = (job: Job, err: unknown): never => {
+    running.delete(job);
+    throw err;
   };
   /** Sends a core call's answer; the job stops running either way. */
   const answered = (job: Job, answer: Answer) => {
@@ -317,16 +310,16 @@ export function createResponder<C extends AnyContract>(
       outcome,
     });
   /** Handles `job`; a failure of ricochet itself becomes an INTERNAL answer. */
-  const handleSafely = (job: Job): Promise<Answer> => {
+  const handleSafely = (job: Job): Answer | Promise<Answer> => {
     let answer: Answer | Promise<Answer>;
     try {
       answer = handle(job);
     } catch (err) {
-      return Promise.resolve(unexpected(job, err));
+      return unexpected(job, err);
     }
     return answer instanceof Promise
       ? answer.catch((err: unknown) => unexpected(job, err))
-      : Promise.resolve(answer);
+      : answer;
   };
   /** handle() answers every failure itself; reaching here is a bug in ricochet, not the caller's. */
   const unexpected = (job: Job, err: unknown): Answer => {

@@ -6,13 +6,7 @@
  *
  * @module
  */
-import {
-  HEADER_ATTEMPT,
-  HEADER_CALL_ID,
-  HEADER_PROGRESS,
-  HEADER_TIMEOUT,
-  parseCallToken,
-} from "../protocol.js";
+import { readCallMeta } from "../handle.js";
 import { subjectMatches } from "../transport/subject.js";
 import type {
   PublishOptions,
@@ -22,20 +16,12 @@ import type {
   TransportSubscription,
 } from "../transport/types.js";
 
-/** A published request's call id, by the responder's rule: ricochet headers first, else its call token. */
+/** A published request's call id, read by the responder's own rule: ricochet headers, else its call token. */
 function callIdOf(options: PublishOptions): string | undefined {
-  const h = options.headers;
-  if (
-    h !== undefined &&
-    [HEADER_CALL_ID, HEADER_TIMEOUT, HEADER_ATTEMPT, HEADER_PROGRESS].some(
-      (n) => h[n] !== undefined,
-    )
-  ) {
-    return h[HEADER_CALL_ID];
-  }
   if (options.reply === undefined) return undefined;
-  const token = parseCallToken(options.reply);
-  return token !== undefined && "id" in token ? token.id : undefined;
+  const headers = options.headers;
+  const msg = { reply: options.reply, header: (name: string) => headers?.[name] };
+  return readCallMeta(msg, false).id;
 }
 
 /** Which published messages a fault applies to. */

@@ -4,6 +4,7 @@
  * node keeps its URL across kill and start; faults go to the container through the Docker API.
  */
 import type { Container } from "dockerode";
+import pTimeout from "p-timeout";
 import type { StartedNetwork, StartedTestContainer } from "testcontainers";
 import { freePorts, nodeConfig, startAll } from "./config.js";
 import type { NatsTestNode } from "./types.js";
@@ -28,19 +29,11 @@ export async function loadTestcontainers(): Promise<Testcontainers> {
 
 /** Resolves with where the Docker engine is, or rejects saying why none can be used. */
 export async function dockerHost(tc: Testcontainers, timeoutMs: number): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer from a Docker engine in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+  const client = await pTimeout(tc.getContainerRuntimeClient(), {
+    milliseconds: timeoutMs,
+    message: `no answer from a Docker engine in ${timeoutMs} ms`,
   });
-  try {
-    const client = await Promise.race([tc.getContainerRuntimeClient(), timeout]);
-    return client.info.containerRuntime.host;
-  } finally {
-    clearTimeout(timer);
-  }
+  return client.info.containerRuntime.host;
 }
 
 /** Options the container runtime uses. */
@@ -59,25 +52,23 @@ async function readyCount(container: Container): Promise<number> {
 /** Resolves once the container logs its `count`th "Server is ready" line. */
 async function readyAt(container: Container, count: number, timeoutMs: number): Promise<void> {
   const stream = await container.logs({ stdout: true, stderr: true, follow: true });
-  await new Promise<void>((resolve, reject) => {
-    let text = "";
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      stream.removeAllListeners("data");
-      (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-      if (err) reject(err);
-      else resolve();
-    };
-    const timer = setTimeout(
-      () => done(new Error(`the nats-server container did not become ready in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+  let text = "";
+  const ready = new Promise<void>((resolve, reject) => {
     stream.on("data", (chunk: Buffer) => {
       text += chunk.toString("latin1");
-      if (text.split(READY).length - 1 >= count) done();
+      if (text.split(READY).length - 1 >= count) resolve();
     });
-    stream.once("error", (err: Error) => done(err));
+    stream.once("error", reject);
   });
+  try {
+    await pTimeout(ready, {
+      milliseconds: timeoutMs,
+      message: `the nats-server container did not become ready in ${timeoutMs} ms`,
+    });
+  } finally {
+    stream.removeAllListeners("data");
+    (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+  }
 }
 
 /** Starts `size` containers (on one Docker network, routed by alias, when more than one). */
