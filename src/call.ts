@@ -16,6 +16,7 @@ import {
 } from "./protocol.js";
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
+import type { KeyedSlots } from "./slots.js";
 import { PayloadTooLargeError, permissionError } from "./transport/errors.js";
 import {
   type DurableQueue,
@@ -78,7 +79,7 @@ export interface CallEnv {
   readonly transport: Transport;
   readonly log: Logger;
   /** The client's table of pending calls, by token: replies and close() reach calls through it. */
-  readonly pending: Map<string, Call>;
+  readonly pending: KeyedSlots<Call>;
   /** Cancels `call` when `signal` aborts (one listener per signal and client, however many calls). */
   watch(signal: AbortSignal, call: Call): void;
   /** Stops watching, once `call` settled. */

@@ -37,6 +37,7 @@ import {
   methodSubject,
 } from "./protocol.js";
 import { type RetryOptions, resolveRetry } from "./retry.js";
+import { KeyedSlots } from "./slots.js";
 import { isValidHeader } from "./transport/headers.js";
 import { type DurableQueue, HEADER_REPLY } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
@@ -205,7 +206,7 @@ export function createClient<C extends AnyContract>(
     role: "client",
   });
 
-  const pending = new Map<string, Call>();
+  const pending = new KeyedSlots<Call>();
   let replySub: TransportSubscription | undefined;
   let seq = 0;
   let closed = false;
@@ -250,12 +251,12 @@ export function createClient<C extends AnyContract>(
       // Replies sent while the connection was down are lost: durable calls waiting for theirs ask again.
       const unwatch = [
         transport.onReconnect?.(() => {
-          for (const call of [...pending.values()]) call.askAgain();
+          for (const call of pending.values()) call.askAgain();
         }),
         // The server says so at once: calls to a subject this user may not publish to fail now.
         transport.onDenied?.((denied) => {
           if (denied.operation !== "publish") return;
-          for (const call of [...pending.values()]) {
+          for (const call of pending.values()) {
             // A durable call already stored waits for its result, whatever a later ask-again met.
             if (call.spec.scope.subject === denied.subject && !call.waitsForStored) {
               call.deny(`publish to ${denied.subject}`, denied.message);
@@ -274,7 +275,7 @@ export function createClient<C extends AnyContract>(
           // No reply could ever arrive: fail every call now, and subscribe again for the next one.
           inbox = undefined;
           unwatchReconnects?.();
-          for (const call of [...pending.values()]) {
+          for (const call of pending.values()) {
             call.deny(`subscribe to its reply subject ${replies}`, err.message);
           }
         },
@@ -434,7 +435,7 @@ export function createClient<C extends AnyContract>(
     if (closed) return;
     closed = true;
     unwatchReconnects?.();
-    for (const p of [...pending.values()]) {
+    for (const p of pending.values()) {
       p.settle({
         ok: false,
         error: new RpcError("CANCELLED", "the client was closed before the call settled"),

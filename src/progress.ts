@@ -13,6 +13,7 @@
  */
 import type { Logger } from "pino";
 import { HEADER_PROGRESS, type INVALID, MAX_BUDGET_MS } from "./protocol.js";
+import { SlotSet } from "./slots.js";
 import type { Transport } from "./transport/types.js";
 
 /** How often held calls are checked, in ms: the most a progress message is late. */
@@ -30,11 +31,13 @@ export interface HeldCall {
   readonly every: number;
   /** Epoch ms: the call's deadline, after which its caller has stopped waiting. */
   readonly deadline: number;
+  /** Its handle in the tracker's set. */
+  slot: number;
 }
 
 /** Tracks the held calls of one responder and sends their progress messages. */
 export class ProgressTracker {
-  readonly #held = new Set<HeldCall>();
+  readonly #held = new SlotSet<HeldCall>();
   readonly #headers: Record<string, string>;
   readonly #empty = new Uint8Array(0);
   #timer: NodeJS.Timeout | undefined;
@@ -63,8 +66,8 @@ export class ProgressTracker {
     if (reply === undefined || typeof windowMs !== "number" || windowMs === 0) return undefined;
     const every = Math.max(MIN_PROGRESS_MS, Math.floor(Math.min(windowMs, MAX_BUDGET_MS) / 2));
     const deadline = received + Math.min(budgetMs, MAX_BUDGET_MS);
-    const call: HeldCall = { reply, due: received + every, every, deadline };
-    this.#held.add(call);
+    const call: HeldCall = { reply, due: received + every, every, deadline, slot: 0 };
+    call.slot = this.#held.add(call);
     if (this.#timer === undefined) {
       this.#timer = setInterval(tick, PROGRESS_TICK_MS, this);
       this.#timer.unref();
@@ -75,7 +78,7 @@ export class ProgressTracker {
   /** Stops tracking a call: it was answered (or will never be). */
   release(call: HeldCall | undefined): void {
     if (call === undefined) return;
-    this.#held.delete(call);
+    this.#held.delete(call.slot, call);
     if (this.#held.size === 0 && this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;
@@ -85,7 +88,7 @@ export class ProgressTracker {
   /** Sends the progress messages that are due. */
   tick(): void {
     const now = Date.now();
-    for (const call of this.#held) {
+    for (const call of this.#held.values()) {
       if (call.due > now) continue;
       if (now >= call.deadline) {
         // Its caller has stopped waiting: a handler still running past it proves nothing to anyone.

@@ -23,6 +23,7 @@ import type { ResponderMiddleware } from "./middleware.js";
 import type { DedupeOutcome } from "./once.js";
 import { type HeldCall, ProgressTracker } from "./progress.js";
 import { HEADER_CALL_ID, HEADER_ERROR, HEADER_ERROR_CODE, methodSubject } from "./protocol.js";
+import { SlotSet } from "./slots.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
@@ -142,6 +143,8 @@ interface Job extends IncomingCall {
   held: HeldCall | undefined;
   /** Set once its caller was answered (or its command settled by a shutdown): later answers are dropped. */
   answered?: boolean;
+  /** Its handle in the running jobs, while it runs. */
+  slot?: number;
 }
 
 /**
@@ -187,7 +190,7 @@ export function createResponder<C extends AnyContract>(
   /** Set when stop() could not confirm its unsubscribes: calls that still arrive are refused. */
   let refusing = false;
   /** Jobs whose handling has started and not ended. */
-  const running = new Set<Job>();
+  const running = new SlotSet<Job>();
   const dedupe = options.dedupe === false ? undefined : (options.dedupe ?? memoryDedupe());
   const use = [...(options.use ?? [])];
   const log = (options.logger ?? pino({ level: "silent" })).child({
@@ -226,7 +229,7 @@ export function createResponder<C extends AnyContract>(
   /** Handles one admitted job, then answers it: a reply, or a settlement on the durable queue. */
   const run = (job: Job): Promise<void> => {
     const command = job.command;
-    running.add(job);
+    job.slot = running.add(job);
     if (command !== undefined) return settleJob(job, command);
     // A core call is answered in one step: no async layers of ours on the hot path.
     let answer: Answer | Promise<Answer>;
@@ -246,7 +249,7 @@ export function createResponder<C extends AnyContract>(
   };
   /** Even the INTERNAL answer failed (its log line threw): the job stops running, and the error surfaces. */
   const stopped = (job: Job, err: unknown): never => {
-    running.delete(job);
+    running.delete(job.slot as number, job);
     throw err;
   };
   /** Sends a core call's answer; the job stops running either way. */
@@ -254,14 +257,14 @@ export function createResponder<C extends AnyContract>(
     try {
       send(job, answer.reply);
     } finally {
-      running.delete(job);
+      running.delete(job.slot as number, job);
     }
   };
   const settleJob = async (job: Job, command: QueuedCommand) => {
     try {
       await settle(job, command);
     } finally {
-      running.delete(job);
+      running.delete(job.slot as number, job);
     }
   };
   /** Runs a durable command and settles it on its queue. */
@@ -481,7 +484,7 @@ export function createResponder<C extends AnyContract>(
    * delivered again. A handler that ignores its signal may still finish later; its answer is dropped.
    */
   const abandon = () => {
-    const jobs = [...running, ...admission.takeWaiting()];
+    const jobs = [...running.values(), ...admission.takeWaiting()];
     log.warn(
       { abandoned: jobs.length, graceMs },
       "calls still unfinished after graceMs; answering them UNAVAILABLE so their callers retry elsewhere",

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { KeyedSlots } from "../slots.js";
 import { ReplyLog } from "./reply-log.js";
 import type { Claim, DedupeStore, StoredReply } from "./types.js";
 
@@ -121,7 +122,7 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     throw new RangeError(`maxRetentionMs must be a number >= 0, got ${options.maxRetentionMs}`);
 
   const log = new ReplyLog(maxBytes);
-  const running = new Map<string, Running>();
+  const running = new KeyedSlots<Running>();
   /** Bytes set aside for the replies of the calls running now. */
   let reserved = 0;
   /** A moving average of the bytes a reply takes in the log. */
