@@ -5,6 +5,11 @@ export interface Plan {
   /** The payload sets to measure, in order; every phase below runs once per set. */
   payloads: PayloadName[];
   /** Sequential calls, one at a time: p50 and p99. Stops early (and says so) after `maxMs`. */
+  /**
+   * Calls at `inflight` for `durationMs` before anything is measured, so that every implementation is
+   * measured past its process's start: compiled, its heap grown to its working size, its caches full.
+   */
+  warm?: { inflight: number; durationMs: number };
   latency?: { warmup: number; count: number; maxMs: number };
   /**
    * Closed-loop runs. `bytes` pads the request to that size and applies only to sets that can be

@@ -62,6 +62,9 @@ const windows = full
     : { durationMs: 400, warmupMs: 100 };
 const plan: Plan = {
   payloads,
+  // Measured past each process's start (compiled code, a grown heap): most of a first second is
+  // the JIT's and the heap's, and would weigh on whichever implementation allocates more.
+  warm: { inflight: 64, durationMs: quick ? 500 : 2000 },
   // The sequential phase: one call at a time, its p50 is the latency target's figure.
   latency: { warmup: quick ? 200 : 300, count: quick ? 1000 : full ? 3000 : 2000, maxMs: 20_000 },
   throughput: [

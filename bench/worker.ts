@@ -61,33 +61,35 @@ async function latency(impl: Impl, payload: PayloadSet, p: NonNullable<Plan["lat
   };
 }
 
-/** Closed loop: `inflight` workers each make calls back to back until the time is up. */
+/** Closed loop: `inflight` workers each make calls with `req` back to back for `ms`. */
+async function closedLoop(impl: Impl, req: unknown, inflight: number, ms: number) {
+  let done = 0;
+  const until = performance.now() + ms;
+  const worker = async () => {
+    while (performance.now() < until) {
+      await impl.call(req);
+      done++;
+    }
+  };
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  await Promise.all(Array.from({ length: inflight }, worker));
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    rate: done / ((performance.now() - t0) / 1000),
+    cpuUs: (cpu.user + cpu.system) / done,
+  };
+}
+
+/** Calls/s and CPU per call at `t.inflight`, after `t.warmupMs` at that concurrency. */
 async function throughput(
   impl: Impl,
   payload: PayloadSet,
   t: NonNullable<Plan["throughput"]>[number],
 ) {
   const req = payload.makeRequest(t.bytes);
-  const run = async (ms: number) => {
-    let done = 0;
-    const until = performance.now() + ms;
-    const worker = async () => {
-      while (performance.now() < until) {
-        await impl.call(req);
-        done++;
-      }
-    };
-    const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    await Promise.all(Array.from({ length: t.inflight }, worker));
-    const cpu = process.cpuUsage(cpu0);
-    return {
-      rate: done / ((performance.now() - t0) / 1000),
-      cpuUs: (cpu.user + cpu.system) / done,
-    };
-  };
-  await run(t.warmupMs);
-  const { rate, cpuUs } = await run(t.durationMs);
+  await closedLoop(impl, req, t.inflight, t.warmupMs);
+  const { rate, cpuUs } = await closedLoop(impl, req, t.inflight, t.durationMs);
   return {
     key: throughputKey(t),
     inflight: t.inflight,
@@ -150,6 +152,7 @@ async function measure(factory: ImplFactory, servers: string, payload: PayloadSe
     responseBytes: JSON.stringify(payload.respond(req)).length,
   };
   try {
+    if (plan.warm) await closedLoop(impl, req, plan.warm.inflight, plan.warm.durationMs);
     if (plan.latency) result.latency = await latency(impl, payload, plan.latency);
     // Memory first: what a soak leaves behind is then the soak's own, not the large payloads' of the
     // throughput runs (a dedupe store keeps each reply until its caller's deadline).
