@@ -13,6 +13,7 @@ import {
   HEADER_PROGRESS,
   HEADER_TIMEOUT,
   MAX_BUDGET_MS,
+  parseCallToken,
 } from "./protocol.js";
 import { type ReplyOutcome, type ReplyScope, readReply } from "./reply.js";
 import { backoffMs, type RetryPolicy } from "./retry.js";
@@ -183,8 +184,8 @@ export class Call {
       return;
     }
     const outcome = readReply(this.spec.scope, msg);
-    if (outcome instanceof Promise) void outcome.then((o) => this.#onOutcome(o));
-    else this.#onOutcome(outcome);
+    if (outcome instanceof Promise) void outcome.then((o) => this.#onOutcome(o, msg));
+    else this.#onOutcome(outcome, msg);
   }
 
   settle(outcome: ReplyOutcome): void {
@@ -197,21 +198,32 @@ export class Call {
     else this.#reject(outcome.error);
   }
 
-  #onOutcome(outcome: ReplyOutcome): void {
+  #onOutcome(outcome: ReplyOutcome, msg: TransportMessage): void {
     if (this.settled) return;
     if (outcome.ok || !outcome.error.retryable) {
       this.settle(outcome);
       return;
     }
     // A retryable refusal ends the current attempt early. One that arrives during the backoff or
-    // while lingering belongs to an earlier attempt and changes nothing.
-    if (this.#phase !== "attempt") return;
+    // while lingering belongs to an earlier attempt and changes nothing; so does one sent to an
+    // earlier attempt's call token (a late OVERLOADED from attempt 1 must not cut attempt 2 short).
+    if (this.#phase !== "attempt" || this.#isEarlierAttempt(msg)) return;
     clearTimeout(this.#timer);
     this.#refusal = outcome.error;
     // With retries off (`attempts: 1`), nobody listening fails at once.
     if (outcome.error.code === "NO_RESPONDERS" && this.spec.policy.attempts > 1) {
       this.#unheardRetry();
     } else this.#next();
+  }
+
+  /**
+   * Whether `msg` came to the call token of an attempt before the current one. Only compact calls can
+   * tell: a call with headers has one reply subject for all its attempts.
+   */
+  #isEarlierAttempt(msg: TransportMessage): boolean {
+    if (this.spec.compact === undefined) return false;
+    const token = parseCallToken(msg.subject);
+    return token !== undefined && "attempt" in token && token.attempt < this.#attempt;
   }
 
   /**

@@ -2,9 +2,9 @@ import { getEventListeners } from "node:events";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { CLIENT_INTERNALS, createClient } from "../../src/client.js";
-import type { RpcError } from "../../src/errors.js";
+import { RpcError } from "../../src/errors.js";
 import { readCallMeta } from "../../src/handle.js";
-import { type CallToken, encodeBody, parseCallToken } from "../../src/protocol.js";
+import { type CallToken, encodeBody, encodeError, parseCallToken } from "../../src/protocol.js";
 import { createResponder, type Handlers } from "../../src/responder.js";
 import { type MemoryTransport, memoryTransport } from "../../src/transport/memory.js";
 import type { TransportMessage } from "../../src/transport/types.js";
@@ -167,6 +167,38 @@ describe("retries", () => {
     }).echo({ text: "hi" }, { timeoutMs: 400 });
     expect(out).toEqual({ text: "hi from attempt 1" });
     expect(attempts).toEqual([1, 2]);
+  });
+
+  it("ignores a late retryable refusal of attempt 1 while attempt 2 is out (compact calls)", async () => {
+    t = memoryTransport();
+    const requests: TransportMessage[] = [];
+    const attempt2 = deferred();
+    t.subscribe(
+      "billing.echo",
+      (m) => {
+        requests.push(m);
+        if (requests.length === 2) attempt2.resolve();
+      },
+      { queue: "billing" },
+    );
+    const c = client({
+      transport: withoutProgress(t),
+      retry: { attempts: 3, baseMs: 1, maxMs: 1 },
+    });
+    // Attempt 1 goes unanswered until its window ends; attempt 2 is sent.
+    const call = c.echo({ text: "x" }, { timeoutMs: 900 });
+    await attempt2.promise;
+    const [first, second] = requests as [TransportMessage, TransportMessage];
+    expect(parseCallToken(first.reply as string)).toMatchObject({ attempt: 1 });
+    expect(parseCallToken(second.reply as string)).toMatchObject({ attempt: 2 });
+    // Now attempt 1's responder refuses it, late. Without the attempt in the token, this would end
+    // attempt 2 at once and send attempt 3 after a 1 ms backoff.
+    const refusal = encodeError(new RpcError("OVERLOADED", "billing.echo: at capacity; retry"));
+    t.publish(first.reply as string, refusal.data, { headers: refusal.headers });
+    await new Promise((resolve) => setTimeout(resolve, 50)); // room for a wrongly sent attempt 3
+    t.publish(second.reply as string, encodeBody({ text: "x from attempt 2" }));
+    expect(await call).toEqual({ text: "x from attempt 2" });
+    expect(requests).toHaveLength(2);
   });
 
   it("treats timeoutMs as one deadline across all attempts", async () => {
