@@ -6,7 +6,7 @@
  * median is reported, also as a ratio to the hand-written ceiling from the same run and payload set.
  * Results go to bench/results/<timestamp>.json.
  *
- *   npm run bench                          # nested ~200 B and scalar sets; 3-3.5 min on 2 cores
+ *   npm run bench                          # nested ~200 B and scalar sets; about 5 min on 2 cores
  *   npm run bench -- --payload large       # one set: scalar | nested | large | all (or a list: nested,large)
  *   npm run bench -- --full                # + 1 in flight, 8/256 KiB bodies (scalar), memory phase, 1.5 s windows
  *   npm run bench -- --quick               # one repeat, short windows, a small memory phase: a smoke test
@@ -53,7 +53,7 @@ const IMPLS = [
   { name: "moleculer", label: "moleculer 0.14.36 (NATS transporter) [1]" },
 ].filter((i) => only === undefined || only.includes(i.name));
 
-// Default: about 3 minutes for two payload sets on 2 cores. The 1-in-flight column (the sequential
+// Default: about 5 minutes for two payload sets on 2 cores. The 1-in-flight column (the sequential
 // phase's mirror image) and the padded bodies come with --full, as do longer windows.
 const windows = full
   ? { durationMs: 1500, warmupMs: 300 }

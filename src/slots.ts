@@ -10,7 +10,8 @@
  * collection. Every call's objects are then promoted instead of dying young. Measured on the raw
  * nats.js pub/sub loop of `bench/` (a `Map` of pending replies, 64 in flight): 180 of 250 young
  * collections promoted about 1.7 MB each, and replacing the `Map` with the arrays below brought
- * that to 4 of 460 and the loop's throughput up by a quarter (docs/performance.md, "Garbage").
+ * that to 4 of 460 and the loop's throughput up by a quarter (docs/performance.md, "Garbage that
+ * does not die young"; bench/map-churn.ts).
  *
  * These collections keep plain arrays. A removed entry's slot is cleared at once, so nothing dead
  * stays reachable from them, and when they grow their old storage is dropped, not linked.
