@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { RpcError } from "./errors.js";
 import { oneLine } from "./transport/headers.js";
 
@@ -39,14 +40,19 @@ export function methodSubject(service: string, method: string): string {
   return `${service}.${method}`;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 
-/** Encodes a value as a JSON body. `undefined` becomes an empty body. */
+/**
+ * Encodes a value as a JSON body. `undefined` becomes an empty body.
+ *
+ * UTF-8 by `Buffer.from`, not `TextEncoder`: Node's `TextEncoder.encode` gives every body an
+ * `ArrayBuffer` of its own outside the heap, while `Buffer.from` cuts small ones from a shared 8 KiB
+ * pool; measured on a 199-byte body, 0.16 µs against 2.7 µs (docs/performance.md).
+ */
 export function encodeBody(value: unknown): Uint8Array {
   const json = JSON.stringify(value);
-  return json === undefined ? EMPTY : encoder.encode(json);
+  return json === undefined ? EMPTY : Buffer.from(json, "utf8");
 }
 
 /** Decodes a JSON body. An empty body is `undefined`. Throws `SyntaxError` on malformed JSON. */
