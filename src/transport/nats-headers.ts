@@ -5,10 +5,9 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import type { Match, MsgHdrs } from "@nats-io/nats-core";
 import { canonicalName } from "./headers.js";
-
-const encoder = new TextEncoder();
 
 /**
  * A {@link MsgHdrs} over a record, with the `encode()` nats.js calls when publishing. It does not check
@@ -54,7 +53,8 @@ export class RecordHeaders implements MsgHdrs {
   encode(): Uint8Array {
     let s = "NATS/1.0";
     for (const k in this.record) s += `\r\n${k}: ${this.record[k]}`;
-    return encoder.encode(`${s}\r\n\r\n`);
+    // From Buffer's pool, not an ArrayBuffer of its own (see `encodeBody`).
+    return Buffer.from(`${s}\r\n\r\n`, "utf8");
   }
 }
 
