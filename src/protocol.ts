@@ -191,9 +191,14 @@ export const MAX_TOKEN_ID_LENGTH = 64;
  * not, and travel in headers instead).
  */
 export function isTokenSafe(s: string): boolean {
-  const n = s.length;
-  if (n === 0 || n > MAX_TOKEN_ID_LENGTH) return false;
-  for (let i = 0; i < n; i++) {
+  return isTokenSafeIn(s, 0, s.length);
+}
+
+/** {@link isTokenSafe} for the characters of `s` in `[from, to)`. */
+function isTokenSafeIn(s: string, from: number, to: number): boolean {
+  const n = to - from;
+  if (n <= 0 || n > MAX_TOKEN_ID_LENGTH) return false;
+  for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i);
     // 0-9, A-Z, a-z, '-', '_'
     if (
@@ -283,38 +288,61 @@ export function parseCallToken(reply: string): CallToken | BrokenCallToken | und
   if (!reply.startsWith(CALL_TOKEN_MARKER, start)) {
     return { broken: `call token version ${reply.slice(start + 2, i)} is not supported (only 1)` };
   }
-  const fields: string[] = [];
-  let from = start + CALL_TOKEN_MARKER.length;
-  // Five fields: at most five separators are looked for, however long the token.
-  for (let n = 0; n < 5; n++) {
-    const end = reply.indexOf("~", from);
-    if (end < 0) {
-      fields.push(reply.slice(from));
-      from = reply.length + 1;
-      break;
-    }
-    fields.push(reply.slice(from, end));
-    from = end + 1;
-  }
-  if (fields.length !== 5 || from <= reply.length) {
+  // Five fields, four separators, and no fifth (at most five looked for, however long the token).
+  const from = start + CALL_TOKEN_MARKER.length;
+  const s1 = reply.indexOf("~", from);
+  const s2 = s1 < 0 ? -1 : reply.indexOf("~", s1 + 1);
+  const s3 = s2 < 0 ? -1 : reply.indexOf("~", s2 + 1);
+  const s4 = s3 < 0 ? -1 : reply.indexOf("~", s3 + 1);
+  if (s4 < 0 || reply.indexOf("~", s4 + 1) >= 0) {
     return { broken: "a call token has five fields: <key>~<id>~<attempt>~<budgetMs>~<windowMs>" };
   }
-  const [key, id, attempt, budget, window] = fields as [string, string, string, string, string];
-  if (!isTokenSafe(key)) return { broken: TOKEN_ID_RULE("key") };
-  if (!isTokenSafe(id)) return { broken: TOKEN_ID_RULE("call id") };
-  const a = parseAttemptHeader(attempt);
-  if (typeof a !== "number") {
+  // Read in place: the numbers are parsed from the subject, not from substrings of it.
+  if (!isTokenSafeIn(reply, from, s1)) return { broken: TOKEN_ID_RULE("key") };
+  if (!isTokenSafeIn(reply, s1 + 1, s2)) return { broken: TOKEN_ID_RULE("call id") };
+  const attempt = digitsIn(reply, s2 + 1, s3);
+  // As `Ricochet-Attempt`: 1 to 2^31-1, without leading zeros.
+  if (
+    attempt < 1 ||
+    s3 - s2 - 1 > 10 ||
+    reply.charCodeAt(s2 + 1) === 0x30 ||
+    attempt > MAX_BUDGET_MS
+  ) {
     return {
       broken: "the attempt must be an integer from 1 in ASCII digits, without leading zeros",
     };
   }
-  const b = parseMillisHeader(budget);
-  if (typeof b !== "number")
-    return { broken: "the budget must be whole milliseconds in ASCII digits" };
-  const w = parseMillisHeader(window);
-  if (typeof w !== "number")
-    return { broken: "the window must be whole milliseconds in ASCII digits" };
-  return { key, id, attempt: a, budgetMs: b, windowMs: w };
+  const budgetMs = millisIn(reply, s3 + 1, s4);
+  if (budgetMs < 0) return { broken: "the budget must be whole milliseconds in ASCII digits" };
+  const windowMs = millisIn(reply, s4 + 1, reply.length);
+  if (windowMs < 0) return { broken: "the window must be whole milliseconds in ASCII digits" };
+  return {
+    key: reply.slice(from, s1),
+    id: reply.slice(s1 + 1, s2),
+    attempt,
+    budgetMs,
+    windowMs,
+  };
+}
+
+/** The ASCII digits of `s` in `[from, to)` as a number, or -1 when there are none or another character. */
+function digitsIn(s: string, from: number, to: number): number {
+  if (to <= from) return -1;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** Milliseconds in `s` at `[from, to)` by the rule of {@link parseMillisHeader}, or -1 when broken. */
+function millisIn(s: string, from: number, to: number): number {
+  const n = digitsIn(s, from, to);
+  if (n < 0) return -1;
+  // More than 10 digits is above 2^31-1 whatever they are, as for the header.
+  return to - from > 10 ? MAX_BUDGET_MS : Math.min(n, MAX_BUDGET_MS);
 }
 
 const TOKEN_ID_RULE = (what: string) =>

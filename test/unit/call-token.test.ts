@@ -13,7 +13,9 @@ import {
   isTokenSafe,
   MAX_BUDGET_MS,
   MAX_TOKEN_ID_LENGTH,
+  parseAttemptHeader,
   parseCallToken,
+  parseMillisHeader,
 } from "../../src/protocol.js";
 import type { TransportMessage } from "../../src/transport/types.js";
 
@@ -112,6 +114,30 @@ describe("call tokens", () => {
         expect(parseCallToken(again)).toEqual(t);
       }),
       { numRuns: 20_000 },
+    );
+  });
+
+  it("reads each field by the rule of its header: the same value, or broken when the header is invalid", () => {
+    const digits = fc.oneof(
+      fc.string({ unit: fc.constantFrom("0", "1", "9"), minLength: 0, maxLength: 14 }),
+      fc.nat().map(String),
+      fc.constantFrom("", "0", "01", "2147483647", "2147483648", "1e3", "-1", " 5", "5 ", "+5"),
+    );
+    fc.assert(
+      fc.property(safeId, safeId, digits, digits, digits, (key, id, a, b, w) => {
+        const got = parseCallToken(`_INBOX.x.rc1~${key}~${id}~${a}~${b}~${w}`);
+        const attempt = parseAttemptHeader(a);
+        const budgetMs = parseMillisHeader(b);
+        const windowMs = parseMillisHeader(w);
+        if (
+          typeof attempt === "number" &&
+          typeof budgetMs === "number" &&
+          typeof windowMs === "number"
+        )
+          expect(got).toEqual({ key, id, attempt, budgetMs, windowMs });
+        else expect(got).toHaveProperty("broken");
+      }),
+      { numRuns: 5000 },
     );
   });
 
