@@ -45,8 +45,8 @@ export class SlotSet<T> {
     if (items[slot] !== item) return;
     items[slot] = undefined;
     this.#free.push(slot);
-    if (--this.#size === 0) {
-      // Empty: start again small (a burst may have grown it far).
+    if (--this.#size === 0 && items.length > 64) {
+      // Empty after a burst grew it: start again small.
       items.length = 0;
       this.#free.length = 0;
     }
