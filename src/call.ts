@@ -115,6 +115,12 @@ export class Call {
   #timer: NodeJS.Timeout | undefined;
   #phase: Phase = "attempt";
   #attempt = 0;
+  /**
+   * The earliest attempt that may still answer for the current one: the attempt just sent, or an
+   * earlier one whose holder has since sent a progress message. A retryable refusal of an attempt
+   * before it no longer stands for anything (compact calls only: their tokens carry the attempt).
+   */
+  #live = 0;
   /** A retryable refusal (no responders, overloaded) of the current attempt. */
   #refusal: RpcError | undefined;
   /** Whether some attempt ended with no answer at all (its handler may still be running). */
@@ -217,13 +223,20 @@ export class Call {
   }
 
   /**
-   * Whether `msg` came to the call token of an attempt before the current one. Only compact calls can
-   * tell: a call with headers has one reply subject for all its attempts.
+   * Whether `msg` came to the call token of an attempt before the earliest one that still answers for
+   * the call. Only compact calls can tell: a call with headers has one reply subject for all its
+   * attempts.
    */
   #isEarlierAttempt(msg: TransportMessage): boolean {
-    if (this.spec.compact === undefined) return false;
+    const attempt = this.#attemptOf(msg);
+    return attempt !== undefined && attempt < this.#live;
+  }
+
+  /** The attempt `msg` came to, from the call token of its subject; `undefined` for headers calls. */
+  #attemptOf(msg: TransportMessage): number | undefined {
+    if (this.spec.compact === undefined) return undefined;
     const token = parseCallToken(msg.subject);
-    return token !== undefined && "attempt" in token && token.attempt < this.#attempt;
+    return token !== undefined && "attempt" in token ? token.attempt : undefined;
   }
 
   /**
@@ -311,6 +324,9 @@ export class Call {
     // A retry this cancels was for a refusal that no longer stands: the holder is alive.
     if (this.#phase === "backoff") this.#refusal = undefined;
     this.#phase = "attempt";
+    // The holder's attempt answers for the call now: its refusals count again.
+    const held = this.#attemptOf(msg);
+    if (held !== undefined && held < this.#live) this.#live = held;
     const left = this.spec.deadline - Date.now();
     this.#timer = setTimeout(onTimer, Math.max(0, Math.min(this.#window, left)), this);
   }
@@ -333,6 +349,7 @@ export class Call {
     }
     const window = Math.min(share, MAX_BUDGET_MS);
     this.#window = window;
+    this.#live = attempt;
     const budget = Math.min(remaining, MAX_BUDGET_MS);
     const compact = this.spec.compact;
     try {

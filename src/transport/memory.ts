@@ -136,7 +136,8 @@ export function memoryTransport(options: MemoryTransportOptions = {}): MemoryTra
       const message = new MemoryMessage(
         subject,
         opts.reply,
-        data.slice(),
+        // A copy of its own (not `slice()`: on a Buffer, such as an encoded body, that is a view).
+        Uint8Array.prototype.slice.call(data),
         0,
         opts.headers ? { ...assertValidHeaders(opts.headers) } : NO_HEADERS,
       );

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { describe, expect, it } from "vitest";
 import { memoryTransport } from "../../src/transport/memory.js";
 import { transportSuite } from "../transport.suite.js";
@@ -16,6 +17,23 @@ describe("memoryTransport", () => {
 
   it("rejects an invalid maxPayload with a RangeError naming it", () => {
     expect(() => memoryTransport({ maxPayload: 0 })).toThrow(/maxPayload/);
+  });
+
+  it("delivers a copy of the body, also of a Buffer cut from Node's shared pool", async () => {
+    const t = memoryTransport();
+    const got: Uint8Array[] = [];
+    t.subscribe("a.b", (m) => got.push(m.data));
+    // What encodeBody returns: a small Buffer, a view into a shared 8 KiB pool.
+    const body = Buffer.from('{"n":1}', "utf8");
+    t.publish("a.b", body);
+    body[0] = 0x58; // the sender reuses its bytes after publishing
+    await t.flush();
+    await t.close();
+    const data = got[0] as Uint8Array;
+    expect(new TextDecoder().decode(data)).toBe('{"n":1}');
+    // A buffer of its own: nothing else is reachable through data.buffer.
+    expect(data.byteOffset).toBe(0);
+    expect(data.buffer.byteLength).toBe(data.length);
   });
 
   it("rejects subjects with empty tokens or wildcards on publish", () => {

@@ -201,6 +201,93 @@ describe("retries", () => {
     expect(requests).toHaveLength(2);
   });
 
+  it("counts a refusal from an earlier attempt whose holder sent a progress message since (compact calls)", async () => {
+    t = memoryTransport();
+    const requests: TransportMessage[] = [];
+    const waiters: Array<[number, () => void]> = [];
+    const nth = (n: number) =>
+      new Promise<void>((resolve) => {
+        if (requests.length >= n) resolve();
+        else waiters.push([n, resolve]);
+      });
+    t.subscribe(
+      "billing.echo",
+      (m) => {
+        requests.push(m);
+        for (const [n, resolve] of waiters) if (requests.length >= n) resolve();
+      },
+      { queue: "billing" },
+    );
+    const random = Math.random;
+    Math.random = () => 0.5; // backoffs of 100 ms: room to send a progress message during one
+    cleanup.push(async () => {
+      Math.random = random;
+    });
+    // Windows of 10 s: attempt 3 comes either at once, for the refusal, or when the window ends.
+    const retries: Array<{ attempt: number; code: string }> = [];
+    const c = client({
+      retry: { attempts: 3, baseMs: 200, maxMs: 200 },
+      onRetry: ({ attempt, code }: { attempt: number; code: string }) =>
+        retries.push({ attempt, code }),
+    });
+    const call = c.echo({ text: "x" }, { timeoutMs: 30_000 });
+    const refuse = (reply: string, code: "OVERLOADED" | "UNAVAILABLE") => {
+      const e = encodeError(new RpcError(code, `billing.echo: ${code}`));
+      t.publish(reply, e.data, { headers: e.headers });
+    };
+    await nth(1);
+    const r1 = requests[0]?.reply as string;
+    refuse(r1, "OVERLOADED"); // attempt 1 refused: attempt 2 after a backoff
+    await nth(2);
+    refuse(requests[1]?.reply as string, "OVERLOADED"); // attempt 2 refused: a backoff again
+    await t.flush(); // delivered: the call is in its backoff
+    // During that backoff, attempt 1's holder says it still holds the call (which cancels the retry),
+    // then gives up on it: that refusal ends the revived attempt, and attempt 3 goes out at once.
+    t.publish(r1, new Uint8Array(0), { headers: { "Ricochet-Progress": "holder-a" } });
+    await t.flush();
+    refuse(r1, "UNAVAILABLE");
+    await nth(3);
+    expect(parseCallToken(requests[2]?.reply as string)).toMatchObject({ attempt: 3 });
+    // Sent for attempt 1's refusal, not because the revived attempt waited out its window (TIMEOUT).
+    expect(retries).toEqual([
+      { attempt: 2, code: "OVERLOADED" },
+      { attempt: 3, code: "UNAVAILABLE" },
+    ]);
+    t.publish(requests[2]?.reply as string, encodeBody({ text: "x from attempt 3" }));
+    expect(await call).toEqual({ text: "x from attempt 3" });
+  });
+
+  it("lets a late refusal end the current attempt when the call sends headers (one reply subject for all attempts)", async () => {
+    t = memoryTransport();
+    const requests: TransportMessage[] = [];
+    const third = deferred();
+    const attempt2 = deferred();
+    t.subscribe(
+      "billing.echo",
+      (m) => {
+        requests.push(m);
+        if (requests.length === 2) attempt2.resolve();
+        if (requests.length === 3) third.resolve();
+      },
+      { queue: "billing" },
+    );
+    const c = client({
+      transport: withoutProgress(t),
+      wire: "headers",
+      retry: { attempts: 3, baseMs: 1, maxMs: 1 },
+    });
+    const call = c.echo({ text: "x" }, { timeoutMs: 900 });
+    await attempt2.promise;
+    const [first, second] = requests as [TransportMessage, TransportMessage];
+    expect(first.reply).toBe(second.reply);
+    // Attempt 1's refusal, late: on a shared reply subject it cannot be told apart, and ends attempt 2.
+    const refusal = encodeError(new RpcError("OVERLOADED", "billing.echo: at capacity; retry"));
+    t.publish(first.reply as string, refusal.data, { headers: refusal.headers });
+    await third.promise;
+    t.publish(first.reply as string, encodeBody({ text: "x" }));
+    expect(await call).toEqual({ text: "x" });
+  });
+
   it("treats timeoutMs as one deadline across all attempts", async () => {
     t = memoryTransport();
     const budgets: number[] = [];

@@ -1,7 +1,8 @@
 /**
  * The collections for per-call churn (src/slots.ts) behave like the Map and Set they replace: random
  * sequences of operations give the same answers as a Map (or Set) given the same sequence, through
- * growth, shrinking and deletions that shift entries back; keys chosen to share a slot still work.
+ * growth, shrinking and deletions that shift entries back (a few hundred keys in tables of 64 to 1,024
+ * slots collide and wrap around the end of the table by chance, with every seed).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -98,6 +99,25 @@ describe("SlotSet", () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it("starts again small after a burst drains, and a handle from before it removes nothing after", () => {
+    const set = new SlotSet<{ n: number }>();
+    const burst = Array.from({ length: 200 }, (_, n) => ({ n }));
+    const handles = burst.map((item) => set.add(item));
+    expect(new Set(handles).size).toBe(200);
+    // Drained in an order unlike the one they came in.
+    for (let i = 0; i < 200; i++) {
+      const k = (i * 37) % 200;
+      set.delete(handles[k] as number, burst[k] as { n: number });
+    }
+    expect(set.size).toBe(0);
+    expect(set.values()).toEqual([]);
+    const after = { n: 1000 };
+    const slot = set.add(after);
+    expect(slot).toBe(0); // started again from the first slot
+    for (let k = 0; k < 200; k++) set.delete(handles[k] as number, burst[k] as { n: number });
+    expect(set.values()).toEqual([after]);
   });
 
   it("ignores a second removal of an item whose slot another item now holds", () => {
