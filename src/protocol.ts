@@ -116,9 +116,8 @@ export const INVALID = Symbol("invalid header");
  */
 export function parseMillisHeader(value: string | undefined): number | undefined | typeof INVALID {
   if (value === undefined) return undefined;
-  if (!/^[0-9]+$/.test(value)) return INVALID;
-  // More than 10 digits is above 2^31-1 whatever they are: clamp without parsing a huge number.
-  return value.length > 10 ? MAX_BUDGET_MS : Math.min(Number(value), MAX_BUDGET_MS);
+  const ms = millisIn(value, 0, value.length);
+  return ms < 0 ? INVALID : ms;
 }
 
 /**
@@ -127,9 +126,8 @@ export function parseMillisHeader(value: string | undefined): number | undefined
  */
 export function parseAttemptHeader(value: string | undefined): number | undefined | typeof INVALID {
   if (value === undefined) return undefined;
-  if (!/^[1-9][0-9]{0,9}$/.test(value)) return INVALID;
-  const n = Number(value);
-  return n <= MAX_BUDGET_MS ? n : INVALID;
+  const attempt = attemptIn(value, 0, value.length);
+  return attempt < 0 ? INVALID : attempt;
 }
 
 /** The longest call id accepted, in characters. */
@@ -300,14 +298,8 @@ export function parseCallToken(reply: string): CallToken | BrokenCallToken | und
   // Read in place: the numbers are parsed from the subject, not from substrings of it.
   if (!isTokenSafeIn(reply, from, s1)) return { broken: TOKEN_ID_RULE("key") };
   if (!isTokenSafeIn(reply, s1 + 1, s2)) return { broken: TOKEN_ID_RULE("call id") };
-  const attempt = digitsIn(reply, s2 + 1, s3);
-  // As `Ricochet-Attempt`: 1 to 2^31-1, without leading zeros.
-  if (
-    attempt < 1 ||
-    s3 - s2 - 1 > 10 ||
-    reply.charCodeAt(s2 + 1) === 0x30 ||
-    attempt > MAX_BUDGET_MS
-  ) {
+  const attempt = attemptIn(reply, s2 + 1, s3);
+  if (attempt < 0) {
     return {
       broken: "the attempt must be an integer from 1 in ASCII digits, without leading zeros",
     };
@@ -337,12 +329,26 @@ function digitsIn(s: string, from: number, to: number): number {
   return n;
 }
 
-/** Milliseconds in `s` at `[from, to)` by the rule of {@link parseMillisHeader}, or -1 when broken. */
+/**
+ * Milliseconds in `s` at `[from, to)`: ASCII digits only, clamped to {@link MAX_BUDGET_MS}; -1 when
+ * they break that rule. The rule of `Ricochet-Timeout`, `Ricochet-Progress` and a call token's budget
+ * and window.
+ */
 function millisIn(s: string, from: number, to: number): number {
   const n = digitsIn(s, from, to);
   if (n < 0) return -1;
-  // More than 10 digits is above 2^31-1 whatever they are, as for the header.
+  // More than 10 digits is above 2^31-1 whatever they are: clamp.
   return to - from > 10 ? MAX_BUDGET_MS : Math.min(n, MAX_BUDGET_MS);
+}
+
+/**
+ * An attempt number in `s` at `[from, to)`: 1 to 2^31-1 in ASCII digits, without leading zeros; -1
+ * when it breaks that rule. The rule of `Ricochet-Attempt` and a call token's attempt.
+ */
+function attemptIn(s: string, from: number, to: number): number {
+  if (to - from > 10 || s.charCodeAt(from) === 0x30) return -1;
+  const n = digitsIn(s, from, to);
+  return n < 1 || n > MAX_BUDGET_MS ? -1 : n;
 }
 
 const TOKEN_ID_RULE = (what: string) =>
