@@ -13,10 +13,11 @@
  */
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
-import { PerformanceObserver, performance } from "node:perf_hooks";
+import { PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import { startNatsServer } from "../test/support/nats-server.js";
+import { closedLoop } from "./loop.js";
 
 const SECONDS = 5;
 const INFLIGHT = 64;
@@ -79,25 +80,13 @@ async function child(servers: string, mode: string) {
       } else major++;
     }
   });
-  const loop = async (ms: number) => {
-    let done = 0;
-    const until = performance.now() + ms;
-    await Promise.all(
-      Array.from({ length: INFLIGHT }, async () => {
-        while (performance.now() < until) {
-          await call();
-          done++;
-        }
-      }),
-    );
-    return done;
-  };
-  await loop(1000); // start-up, unmeasured
+  const impl = { call };
+  await closedLoop(impl, undefined, INFLIGHT, 1000); // start-up, unmeasured
   observer.observe({ entryTypes: ["gc"] });
-  const done = await loop(SECONDS * 1000);
+  const { rate } = await closedLoop(impl, undefined, INFLIGHT, SECONDS * 1000);
   observer.disconnect();
   process.stdout.write(
-    `${JSON.stringify({ mode, callsPerSec: Math.round(done / SECONDS), minor, minorMs, major })}\n`,
+    `${JSON.stringify({ mode, callsPerSec: Math.round(rate), minor, minorMs, major })}\n`,
   );
   await Promise.all([a.close(), b.close()]);
 }

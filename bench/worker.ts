@@ -6,32 +6,11 @@
  *   node --expose-gc --import tsx bench/worker.ts <impl> <servers> '<plan json>'
  */
 import { performance } from "node:perf_hooks";
-import { create as handwritten } from "./impls/handwritten.js";
-import {
-  create as natsRequest,
-  createNoAsyncTraces as natsRequestNoAsyncTraces,
-} from "./impls/nats-request.js";
-import {
-  create as ricochet,
-  createDurable as ricochetDurable,
-  createWithKvDedupe as ricochetKv,
-  createWithoutDedupe as ricochetNoDedupe,
-} from "./impls/ricochet.js";
+import { factories } from "./impls/index.js";
 import type { Impl, ImplFactory } from "./impls/types.js";
+import { closedLoop } from "./loop.js";
 import { getPayloadSet, type PayloadSet } from "./payload.js";
 import { type PayloadResult, type Plan, throughputKey, type WorkerResult } from "./plan.js";
-
-const factories: Record<string, () => Promise<ImplFactory>> = {
-  "nats-request": async () => natsRequest,
-  "nats-request-noasynctraces": async () => natsRequestNoAsyncTraces,
-  handwritten: async () => handwritten,
-  ricochet: async () => ricochet,
-  "ricochet-nodedupe": async () => ricochetNoDedupe,
-  "ricochet-kv": async () => ricochetKv,
-  "ricochet-durable": async () => ricochetDurable,
-  services: async () => (await import("./impls/services.js")).create,
-  moleculer: async () => (await import("./impls/moleculer.js")).create,
-};
 
 const gc = () => {
   const g = (globalThis as { gc?: () => void }).gc;
@@ -58,26 +37,6 @@ async function latency(impl: Impl, payload: PayloadSet, p: NonNullable<Plan["lat
     p50us: Math.round(quantile(sorted, 0.5)),
     p99us: Math.round(quantile(sorted, 0.99)),
     count: n,
-  };
-}
-
-/** Closed loop: `inflight` workers each make calls with `req` back to back for `ms`. */
-async function closedLoop(impl: Impl, req: unknown, inflight: number, ms: number) {
-  let done = 0;
-  const until = performance.now() + ms;
-  const worker = async () => {
-    while (performance.now() < until) {
-      await impl.call(req);
-      done++;
-    }
-  };
-  const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
-  await Promise.all(Array.from({ length: inflight }, worker));
-  const cpu = process.cpuUsage(cpu0);
-  return {
-    rate: done / ((performance.now() - t0) / 1000),
-    cpuUs: (cpu.user + cpu.system) / done,
   };
 }
 
