@@ -37,6 +37,37 @@ function watchLogs() {
 
 const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 
+/**
+ * A stand-in responder on billing.echo that answers nothing: it records each request, and `nth(n)`
+ * resolves once the n-th has arrived.
+ */
+function recordRequests(t: MemoryTransport) {
+  const requests: TransportMessage[] = [];
+  const waiters: Array<[number, () => void]> = [];
+  t.subscribe(
+    "billing.echo",
+    (m) => {
+      requests.push(m);
+      for (const [n, resolve] of waiters) if (requests.length >= n) resolve();
+    },
+    { queue: "billing" },
+  );
+  const nth = (n: number) =>
+    new Promise<void>((resolve) => {
+      if (requests.length >= n) resolve();
+      else waiters.push([n, resolve]);
+    });
+  /** The reply subject of the n-th request (1-based). */
+  const reply = (n: number) => requests[n - 1]?.reply as string;
+  return { requests, nth, reply };
+}
+
+/** Publishes a retryable refusal with `code` to `reply`, as a responder would. */
+function refuse(t: MemoryTransport, reply: string, code: "OVERLOADED" | "UNAVAILABLE") {
+  const e = encodeError(new RpcError(code, `billing.echo: ${code}; retry`));
+  t.publish(reply, e.data, { headers: e.headers });
+}
+
 describe("retries", () => {
   let t: MemoryTransport;
   const cleanup: Array<() => Promise<void>> = [];
@@ -171,53 +202,28 @@ describe("retries", () => {
 
   it("ignores a late retryable refusal of attempt 1 while attempt 2 is out (compact calls)", async () => {
     t = memoryTransport();
-    const requests: TransportMessage[] = [];
-    const attempt2 = deferred();
-    t.subscribe(
-      "billing.echo",
-      (m) => {
-        requests.push(m);
-        if (requests.length === 2) attempt2.resolve();
-      },
-      { queue: "billing" },
-    );
+    const { requests, nth, reply } = recordRequests(t);
     const c = client({
       transport: withoutProgress(t),
       retry: { attempts: 3, baseMs: 1, maxMs: 1 },
     });
     // Attempt 1 goes unanswered until its window ends; attempt 2 is sent.
     const call = c.echo({ text: "x" }, { timeoutMs: 900 });
-    await attempt2.promise;
-    const [first, second] = requests as [TransportMessage, TransportMessage];
-    expect(parseCallToken(first.reply as string)).toMatchObject({ attempt: 1 });
-    expect(parseCallToken(second.reply as string)).toMatchObject({ attempt: 2 });
+    await nth(2);
+    expect(parseCallToken(reply(1))).toMatchObject({ attempt: 1 });
+    expect(parseCallToken(reply(2))).toMatchObject({ attempt: 2 });
     // Now attempt 1's responder refuses it, late. Without the attempt in the token, this would end
     // attempt 2 at once and send attempt 3 after a 1 ms backoff.
-    const refusal = encodeError(new RpcError("OVERLOADED", "billing.echo: at capacity; retry"));
-    t.publish(first.reply as string, refusal.data, { headers: refusal.headers });
+    refuse(t, reply(1), "OVERLOADED");
     await new Promise((resolve) => setTimeout(resolve, 50)); // room for a wrongly sent attempt 3
-    t.publish(second.reply as string, encodeBody({ text: "x from attempt 2" }));
+    t.publish(reply(2), encodeBody({ text: "x from attempt 2" }));
     expect(await call).toEqual({ text: "x from attempt 2" });
     expect(requests).toHaveLength(2);
   });
 
   it("counts a refusal from an earlier attempt whose holder sent a progress message since (compact calls)", async () => {
     t = memoryTransport();
-    const requests: TransportMessage[] = [];
-    const waiters: Array<[number, () => void]> = [];
-    const nth = (n: number) =>
-      new Promise<void>((resolve) => {
-        if (requests.length >= n) resolve();
-        else waiters.push([n, resolve]);
-      });
-    t.subscribe(
-      "billing.echo",
-      (m) => {
-        requests.push(m);
-        for (const [n, resolve] of waiters) if (requests.length >= n) resolve();
-      },
-      { queue: "billing" },
-    );
+    const { nth, reply } = recordRequests(t);
     const random = Math.random;
     Math.random = () => 0.5; // backoffs of 100 ms: room to send a progress message during one
     cleanup.push(async () => {
@@ -231,60 +237,43 @@ describe("retries", () => {
         retries.push({ attempt, code }),
     });
     const call = c.echo({ text: "x" }, { timeoutMs: 30_000 });
-    const refuse = (reply: string, code: "OVERLOADED" | "UNAVAILABLE") => {
-      const e = encodeError(new RpcError(code, `billing.echo: ${code}`));
-      t.publish(reply, e.data, { headers: e.headers });
-    };
     await nth(1);
-    const r1 = requests[0]?.reply as string;
-    refuse(r1, "OVERLOADED"); // attempt 1 refused: attempt 2 after a backoff
+    const r1 = reply(1);
+    refuse(t, r1, "OVERLOADED"); // attempt 1 refused: attempt 2 after a backoff
     await nth(2);
-    refuse(requests[1]?.reply as string, "OVERLOADED"); // attempt 2 refused: a backoff again
+    refuse(t, reply(2), "OVERLOADED"); // attempt 2 refused: a backoff again
     await t.flush(); // delivered: the call is in its backoff
     // During that backoff, attempt 1's holder says it still holds the call (which cancels the retry),
     // then gives up on it: that refusal ends the revived attempt, and attempt 3 goes out at once.
     t.publish(r1, new Uint8Array(0), { headers: { "Ricochet-Progress": "holder-a" } });
     await t.flush();
-    refuse(r1, "UNAVAILABLE");
+    refuse(t, r1, "UNAVAILABLE");
     await nth(3);
-    expect(parseCallToken(requests[2]?.reply as string)).toMatchObject({ attempt: 3 });
+    expect(parseCallToken(reply(3))).toMatchObject({ attempt: 3 });
     // Sent for attempt 1's refusal, not because the revived attempt waited out its window (TIMEOUT).
     expect(retries).toEqual([
       { attempt: 2, code: "OVERLOADED" },
       { attempt: 3, code: "UNAVAILABLE" },
     ]);
-    t.publish(requests[2]?.reply as string, encodeBody({ text: "x from attempt 3" }));
+    t.publish(reply(3), encodeBody({ text: "x from attempt 3" }));
     expect(await call).toEqual({ text: "x from attempt 3" });
   });
 
   it("lets a late refusal end the current attempt when the call sends headers (one reply subject for all attempts)", async () => {
     t = memoryTransport();
-    const requests: TransportMessage[] = [];
-    const third = deferred();
-    const attempt2 = deferred();
-    t.subscribe(
-      "billing.echo",
-      (m) => {
-        requests.push(m);
-        if (requests.length === 2) attempt2.resolve();
-        if (requests.length === 3) third.resolve();
-      },
-      { queue: "billing" },
-    );
+    const { nth, reply } = recordRequests(t);
     const c = client({
       transport: withoutProgress(t),
       wire: "headers",
       retry: { attempts: 3, baseMs: 1, maxMs: 1 },
     });
     const call = c.echo({ text: "x" }, { timeoutMs: 900 });
-    await attempt2.promise;
-    const [first, second] = requests as [TransportMessage, TransportMessage];
-    expect(first.reply).toBe(second.reply);
+    await nth(2);
+    expect(reply(1)).toBe(reply(2));
     // Attempt 1's refusal, late: on a shared reply subject it cannot be told apart, and ends attempt 2.
-    const refusal = encodeError(new RpcError("OVERLOADED", "billing.echo: at capacity; retry"));
-    t.publish(first.reply as string, refusal.data, { headers: refusal.headers });
-    await third.promise;
-    t.publish(first.reply as string, encodeBody({ text: "x" }));
+    refuse(t, reply(1), "OVERLOADED");
+    await nth(3);
+    t.publish(reply(1), encodeBody({ text: "x" }));
     expect(await call).toEqual({ text: "x" });
   });
 
