@@ -19,6 +19,13 @@
  * @module
  */
 
+/**
+ * Slots a collection keeps however empty it gets. A responder's running calls, for one, go from none
+ * to a batch's worth and back with every read from the socket; a collection that shrank each time
+ * the batch drained would grow again with the next, allocating its arrays anew each time.
+ */
+const KEEP = 1024;
+
 /** An unordered collection of entries; adding one returns the handle that removes it. */
 export class SlotSet<T> {
   readonly #items: Array<T | undefined> = [];
@@ -45,8 +52,8 @@ export class SlotSet<T> {
     if (items[slot] !== item) return;
     items[slot] = undefined;
     this.#free.push(slot);
-    if (--this.#size === 0 && items.length > 64) {
-      // Empty after a burst grew it: start again small.
+    if (--this.#size === 0 && items.length > KEEP) {
+      // Empty after a burst grew it past what it keeps: start again small.
       items.length = 0;
       this.#free.length = 0;
     }
@@ -85,6 +92,11 @@ export class KeyedSlots<V> {
   /** Entries held. */
   get size(): number {
     return this.#size;
+  }
+
+  /** Slots allocated (a power of two): for tests. */
+  get capacity(): number {
+    return this.#mask + 1;
   }
 
   /** The value for `key`, or `undefined`. */
@@ -128,8 +140,8 @@ export class KeyedSlots<V> {
     keys[hole] = EMPTY_KEY;
     values[hole] = undefined;
     this.#size--;
-    // Give memory back once far below what a burst grew it to.
-    if (this.#size * 8 < mask + 1 && mask + 1 > 64) this.#resize((mask + 1) / 2);
+    // Give memory back once far below what a burst grew it to, down to what it keeps.
+    if (this.#size * 8 < mask + 1 && mask + 1 > KEEP) this.#resize((mask + 1) / 2);
     return true;
   }
 

@@ -62,6 +62,23 @@ describe("KeyedSlots", () => {
     expect(table.values()).toEqual([]);
   });
 
+  it("keeps its slots when batches of calls come and drain, and gives back what a large burst took", () => {
+    // A responder's running calls: a batch's worth arrives with one read from the socket, then drains.
+    const table = new KeyedSlots<number>();
+    let grown = 0;
+    for (let batch = 0; batch < 50; batch++) {
+      for (let i = 0; i < 100; i++) table.set(`b${batch}-${i}`, i);
+      if (batch === 0) grown = table.capacity;
+      for (let i = 0; i < 100; i++) table.delete(`b${batch}-${i}`);
+      expect(table.capacity).toBe(grown); // not shrunk, so the next batch does not grow it again
+    }
+    expect(grown).toBeGreaterThanOrEqual(200);
+    for (let i = 0; i < 50_000; i++) table.set(`id-${i}`, i);
+    expect(table.capacity).toBeGreaterThanOrEqual(100_000);
+    for (let i = 0; i < 50_000; i++) table.delete(`id-${i}`);
+    expect(table.capacity).toBe(1024);
+  });
+
   it("holds a value that is undefined-like without losing the key", () => {
     const table = new KeyedSlots<number | null>();
     table.set("a", null);
@@ -103,12 +120,13 @@ describe("SlotSet", () => {
 
   it("starts again small after a burst drains, and a handle from before it removes nothing after", () => {
     const set = new SlotSet<{ n: number }>();
-    const burst = Array.from({ length: 200 }, (_, n) => ({ n }));
+    // Past the 1,024 slots a set keeps however empty it gets.
+    const burst = Array.from({ length: 2000 }, (_, n) => ({ n }));
     const handles = burst.map((item) => set.add(item));
-    expect(new Set(handles).size).toBe(200);
+    expect(new Set(handles).size).toBe(2000);
     // Drained in an order unlike the one they came in.
-    for (let i = 0; i < 200; i++) {
-      const k = (i * 37) % 200;
+    for (let i = 0; i < 2000; i++) {
+      const k = (i * 37) % 2000;
       set.delete(handles[k] as number, burst[k] as { n: number });
     }
     expect(set.size).toBe(0);
@@ -116,7 +134,7 @@ describe("SlotSet", () => {
     const after = { n: 1000 };
     const slot = set.add(after);
     expect(slot).toBe(0); // started again from the first slot
-    for (let k = 0; k < 200; k++) set.delete(handles[k] as number, burst[k] as { n: number });
+    for (let k = 0; k < 2000; k++) set.delete(handles[k] as number, burst[k] as { n: number });
     expect(set.values()).toEqual([after]);
   });
 
