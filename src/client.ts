@@ -92,6 +92,17 @@ export interface ClientOptions<C extends AnyContract = AnyContract> {
    * @default "compact"
    */
   wire?: "compact" | "headers";
+  /**
+   * Whether the client checks each request against the method's request schema before sending it.
+   * With `false` it sends the request as given, unchecked: the responder still checks every request
+   * it gets, so an invalid one fails all the same, with `INVALID_REQUEST` from the responder after a
+   * round trip instead of before anything is sent, and the schema's defaults and transforms are
+   * applied by the responder only. Replies are checked either way. It saves one of a call's four zod
+   * parses: worth it for large requests built by code that TypeScript already checks
+   * (docs/performance.md, "Checking what a side sends").
+   * @default true
+   */
+  validateOutgoing?: boolean;
 }
 
 /** Options for one call. */
@@ -188,6 +199,7 @@ export function createClient<C extends AnyContract>(
   const retry = resolveRetry(options.retry);
   const use = [...(options.use ?? [])];
   const wire = options.wire ?? "compact";
+  const validateOutgoing = options.validateOutgoing ?? true;
   if (wire !== "compact" && wire !== "headers")
     throw new TypeError(`createClient(): wire must be "compact" or "headers", got ${String(wire)}`);
   const queue = options.durable?.queue;
@@ -299,7 +311,9 @@ export function createClient<C extends AnyContract>(
     picked?: string,
   ): Promise<unknown> {
     const id = picked ?? callId(opts, subject);
-    if (typeof id !== "string" || !isValidCallId(id)) {
+    // An id of nanoid's is valid and token-safe by construction; only ids from outside are checked.
+    const made = picked === undefined && opts.id === undefined && opts.parent === undefined;
+    if (!made && (typeof id !== "string" || !isValidCallId(id))) {
       throw new TypeError(
         `${subject}: call option id must be 1 to ${MAX_CALL_ID_LENGTH} characters, without control characters or surrounding spaces`,
       );
@@ -330,23 +344,16 @@ export function createClient<C extends AnyContract>(
       stored = { queue, service: contract.service, method: name };
     }
     // Metadata in the reply subject, and no headers, unless something needs headers anyway.
-    const compact = wire === "compact" && stored === undefined && !hasKeys(own) && isTokenSafe(id);
+    const compact =
+      wire === "compact" && stored === undefined && !hasKeys(own) && (made || isTokenSafe(id));
     let headers: Record<string, string>;
     if (compact) headers = NO_HEADERS;
     else {
       headers = own ?? {};
       headers[HEADER_CALL_ID] = id;
     }
-    const send = (checked: Validation): Promise<unknown> => {
-      if (!checked.ok) {
-        const message = `${subject}: invalid request, nothing sent: ${describeIssues(checked.issues)}`;
-        throw new RpcError("INVALID_REQUEST", message, {
-          callId: id,
-          subject,
-          details: { issues: checked.issues },
-        });
-      }
-      const body = encodeRequest(checked.value, subject, id);
+    const send = (value: unknown): Promise<unknown> => {
+      const body = encodeRequest(value, subject, id);
       // close() may have run while an async schema validated the request.
       if (closed) throw closedError(subject, id);
       const token = (++seq).toString(36);
@@ -368,9 +375,12 @@ export function createClient<C extends AnyContract>(
         env,
       ).start();
     };
+    if (!validateOutgoing) return send(input);
     // Most schemas validate synchronously; only async refinements pay for a promise here.
     const checked = validate(m.request, input);
-    return checked instanceof Promise ? checked.then(send) : send(checked);
+    return checked instanceof Promise
+      ? checked.then((c) => send(checkedRequest(c, subject, id)))
+      : send(checkedRequest(checked, subject, id));
   }
 
   function encodeRequest(value: unknown, subject: string, callId: string): Uint8Array {
@@ -447,6 +457,17 @@ export function createClient<C extends AnyContract>(
   };
   Object.defineProperty(client, CLIENT_INTERNALS, { value: () => ({ pending: pending.size }) });
   return Object.freeze(client) as Client<C>;
+}
+
+/** The value to send when `checked` passed; else the `INVALID_REQUEST` the call rejects with. */
+function checkedRequest(checked: Validation, subject: string, callId: string): unknown {
+  if (checked.ok) return checked.value;
+  const message = `${subject}: invalid request, nothing sent: ${describeIssues(checked.issues)}`;
+  throw new RpcError("INVALID_REQUEST", message, {
+    callId,
+    subject,
+    details: { issues: checked.issues },
+  });
 }
 
 /** Headers of a compact call: none. Frozen: no code path may add to them. */

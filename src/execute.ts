@@ -51,7 +51,8 @@ export function errorReply(err: RpcError, keep = false, retryable = false): Exec
 }
 
 /**
- * Runs `handler` and turns its outcome into a reply: its value (checked against the response schema),
+ * Runs `handler` and turns its outcome into a reply: its value (checked against the response schema
+ * unless `checkResponse` is false),
  * a contract error (details checked), or a generic `INTERNAL` / `TIMEOUT` that hides the cause. Never
  * throws.
  */
@@ -62,8 +63,11 @@ export function execute(
   ctx: LazyContext,
   log: Logger,
   use: readonly ResponderMiddleware[] = [],
+  checkResponse = true,
 ): Promise<Execution> {
-  if (use.length > 0) return executeComposed(handler, request, method, ctx, log, use);
+  if (use.length > 0)
+    return executeComposed(handler, request, method, ctx, log, use, checkResponse);
+  const returned = checkResponse ? handlerReturned : handlerReturnedUnchecked;
   // Without middleware, the handler's own promise carries the call: no async layers of ours.
   let result: unknown;
   try {
@@ -73,12 +77,12 @@ export function execute(
   }
   if (result instanceof Promise) {
     return result.then(
-      (value) => handlerReturned(value, method, ctx, log),
+      (value) => returned(value, method, ctx, log),
       (err: unknown) => handlerFailed(err, method, ctx, log),
     );
   }
   try {
-    return Promise.resolve(handlerReturned(result, method, ctx, log));
+    return Promise.resolve(returned(result, method, ctx, log));
   } catch (err) {
     return Promise.reject(err);
   }
@@ -95,6 +99,17 @@ function handlerReturned(
   return pending instanceof Promise
     ? pending.then((out) => checkedResponse(out, method, ctx, log))
     : checkedResponse(pending, method, ctx, log);
+}
+
+/** The handler returned `result`, sent unchecked (`validateOutgoing: false`): encodes it. */
+function handlerReturnedUnchecked(
+  result: unknown,
+  _method: AnyMethod,
+  ctx: LazyContext,
+  log: Logger,
+): Execution {
+  ctx.dispose();
+  return encodedValue(result, ctx, log);
 }
 
 function checkedResponse(
@@ -180,6 +195,7 @@ async function executeComposed(
   ctx: LazyContext,
   log: Logger,
   use: readonly ResponderMiddleware[],
+  checkResponse: boolean,
 ): Promise<Execution> {
   // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
   // same outcome as the caller, and nothing is mapped or logged twice.
@@ -200,6 +216,7 @@ async function executeComposed(
       throw settled(await toReplyError(err, method, ctx, log));
     }
     returned = true;
+    if (!checkResponse) return result;
     const pending = validate(method.response, result);
     const out = pending instanceof Promise ? await pending : pending;
     if (!out.ok) {

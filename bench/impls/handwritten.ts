@@ -1,40 +1,56 @@
 /**
  * The practical ceiling: one wildcard reply subscription, a Map from reply token to pending call, and
- * `nc.publish()`. No timeouts, no validation, no headers.
+ * `nc.publish()`. No timeouts, no validation, no headers. With zod: the same, parsing with the payload
+ * set's schemas where ricochet does by default (the client the request it sends and the response it
+ * gets, the responder the request it gets and the response it sends), to show what the four parses
+ * alone cost.
  */
 import { createInbox } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
+import type { PayloadSet } from "../payload.js";
 import { createGate, serveJson } from "./gate.js";
 import type { ImplFactory } from "./types.js";
 
-export const create: ImplFactory = async (servers, payload) => {
-  const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
-  const gate = createGate();
-  serveJson(server, gate, payload.respond);
-  await server.flush();
-  const inbox = createInbox();
-  const pending = new Map<string, (v: unknown) => void>();
-  let seq = 0;
-  client.subscribe(`${inbox}.*`, {
-    callback: (_err, msg) => {
-      const token = msg.subject.slice(inbox.length + 1);
-      const resolve = pending.get(token);
-      if (resolve) {
-        pending.delete(token);
-        resolve(msg.json());
-      }
-    },
-  });
-  return {
-    call: (req) =>
-      new Promise((resolve) => {
-        const token = (++seq).toString(36);
-        pending.set(token, resolve);
-        client.publish("bench.charge", JSON.stringify(req), { reply: `${inbox}.${token}` });
-      }),
-    ...gate.controls(),
-    close: async () => {
-      await Promise.all([client.close(), server.close()]);
-    },
+function factory(zod: boolean): ImplFactory {
+  return async (servers, payload: PayloadSet) => {
+    const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
+    const gate = createGate();
+    const { requestSchema, responseSchema } = payload;
+    const respond = zod
+      ? (req: unknown) => responseSchema.parse(payload.respond(requestSchema.parse(req)))
+      : payload.respond;
+    serveJson(server, gate, respond);
+    await server.flush();
+    const inbox = createInbox();
+    const pending = new Map<string, (v: unknown) => void>();
+    let seq = 0;
+    client.subscribe(`${inbox}.*`, {
+      callback: (_err, msg) => {
+        const token = msg.subject.slice(inbox.length + 1);
+        const resolve = pending.get(token);
+        if (resolve) {
+          pending.delete(token);
+          resolve(zod ? responseSchema.parse(msg.json()) : msg.json());
+        }
+      },
+    });
+    return {
+      call: (req) =>
+        new Promise((resolve) => {
+          const token = (++seq).toString(36);
+          const body = JSON.stringify(zod ? requestSchema.parse(req) : req);
+          pending.set(token, resolve);
+          client.publish("bench.charge", body, { reply: `${inbox}.${token}` });
+        }),
+      ...gate.controls(),
+      close: async () => {
+        await Promise.all([client.close(), server.close()]);
+      },
+    };
   };
-};
+}
+
+/** The ceiling. */
+export const create = factory(false);
+/** The ceiling with zod's four parses a call. */
+export const createWithZod = factory(true);

@@ -2,9 +2,10 @@
  * Every implementation the bench measures, by the name `--only` and bench/steady.ts take. The peer
  * frameworks are imported only when asked for (moleculer is installed on demand in bench/peers).
  */
-import { create as handwritten } from "./handwritten.js";
+import { createWithZod, create as handwritten } from "./handwritten.js";
 import { createNoAsyncTraces, create as natsRequest } from "./nats-request.js";
 import {
+  createCheckingIncoming,
   createDurable,
   createWithKvDedupe,
   createWithoutDedupe,
@@ -16,8 +17,10 @@ export const factories: Record<string, () => Promise<ImplFactory>> = {
   "nats-request": async () => natsRequest,
   "nats-request-noasynctraces": async () => createNoAsyncTraces,
   handwritten: async () => handwritten,
+  "handwritten-zod": async () => createWithZod,
   ricochet: async () => ricochet,
   "ricochet-nodedupe": async () => createWithoutDedupe,
+  "ricochet-incoming": async () => createCheckingIncoming,
   "ricochet-kv": async () => createWithKvDedupe,
   "ricochet-durable": async () => createDurable,
   services: async () => (await import("./services.js")).create,
