@@ -41,7 +41,7 @@ import { KeyedSlots } from "./slots.js";
 import { isValidHeader } from "./transport/headers.js";
 import { type DurableQueue, HEADER_REPLY } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
-import { describeIssues, type Validation, validate } from "./validate.js";
+import { compiled, describeIssues, type Validation, validate } from "./validate.js";
 
 /** Durable calls: which queue stores their commands, and which methods are durable by default. */
 export interface DurableClientOptions<C extends AnyContract = AnyContract> {
@@ -97,9 +97,10 @@ export interface ClientOptions<C extends AnyContract = AnyContract> {
    * With `false` it sends the request as given, unchecked: the responder still checks every request
    * it gets, so an invalid one fails all the same, with `INVALID_REQUEST` from the responder after a
    * round trip instead of before anything is sent, and the schema's defaults and transforms are
-   * applied by the responder only. Replies are checked either way. It saves one of a call's four zod
-   * parses: worth it for large requests built by code that TypeScript already checks
-   * (docs/performance.md, "Checking what a side sends").
+   * applied by the responder only. Keys the schema does not declare are sent too (zod would have
+   * dropped them; the responder still does). Replies are checked either way. It saves one of a
+   * call's four zod parses: worth it for large requests built by code that TypeScript already
+   * checks (docs/performance.md, "Checking what a side sends").
    * @default true
    */
   validateOutgoing?: boolean;
@@ -408,6 +409,9 @@ export function createClient<C extends AnyContract>(
         "createClient(): a method named 'close' clashes with client.close(); rename it",
       );
     const subject = methodSubject(contract.service, name);
+    // Compiled now, not on the first call (see compiled()).
+    compiled(m.request);
+    compiled(m.response);
     /** `picked`: the id, when the caller picked it already (picking one from a parent counts a call). */
     const direct = (input: unknown, opts?: CallOptions, picked?: string) => {
       try {

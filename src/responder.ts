@@ -27,6 +27,7 @@ import { SlotSet } from "./slots.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
+import { compiled } from "./validate.js";
 
 /** The handler of one method: gets the parsed request, returns the response (or a promise of it). */
 export type Handler<M extends AnyMethod> = (
@@ -116,9 +117,11 @@ export interface ResponderOptions {
    * sending it. With `false` it sends the value as the handler returned it, unchecked: the client still
    * checks every reply it gets, so a wrong one fails all the same, with `INVALID_RESPONSE` at the
    * client instead of `INTERNAL` from here, and the schema's defaults and transforms are applied by
-   * the client only. Requests are checked either way. It saves one of a call's four zod parses: worth
-   * it for large responses built by code that TypeScript already checks (docs/performance.md,
-   * "Checking what a side sends").
+   * the client only. Keys the schema does not declare go out too, where zod would have dropped
+   * them: a handler that returns a database row with internal fields sends those fields to every
+   * caller, so return only what the contract declares. Requests are checked either way. It saves one
+   * of a call's four zod parses: worth it for large responses built by code that TypeScript already
+   * checks (docs/performance.md, "Checking what a side sends").
    * @default true
    */
   validateOutgoing?: boolean;
@@ -178,12 +181,15 @@ export function createResponder<C extends AnyContract>(
 ): Responder {
   const { transport } = options;
   if (transport === undefined) throw new TypeError("createResponder(): `transport` is required");
-  for (const name of Object.keys(contract.methods)) {
+  for (const [name, m] of Object.entries(contract.methods)) {
     if (typeof (handlers as Record<string, unknown>)[name] !== "function") {
       throw new TypeError(
         `createResponder(): no handler for method '${name}' of ${contract.service}`,
       );
     }
+    // Compiled now, not on the first call (see compiled()).
+    compiled(m.request);
+    compiled(m.response);
   }
   const queue = options.queue ?? contract.service;
   const concurrency = positiveInt(options.concurrency ?? 64, "concurrency");
