@@ -43,7 +43,7 @@ if (!Number.isInteger(repeats) || repeats < 1 || repeats > 9)
 
 const IMPLS = [
   { name: "handwritten", label: "hand-written pub/sub (ceiling)" },
-  { name: "handwritten-zod", label: "hand-written pub/sub + zod's four parses" },
+  { name: "handwritten-zod", label: "hand-written pub/sub + zod's four parses (compiled)" },
   { name: "nats-request", label: "nats.js nc.request()" },
   { name: "nats-request-noasynctraces", label: "nats.js nc.request(), noAsyncTraces: true" },
   { name: "ricochet", label: "ricochet default (zod both sides + memoryDedupe)" },

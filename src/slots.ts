@@ -99,15 +99,32 @@ export class KeyedSlots<V> {
     return this.#mask + 1;
   }
 
+  /**
+   * The hash this table files `key` under. A caller that reaches one key several times passes it to
+   * the `…At` methods, so that the key is hashed once.
+   */
+  hashOf(key: string): number {
+    return hashKey(key, this.#seed);
+  }
+
   /** The value for `key`, or `undefined`. */
   get(key: string): V | undefined {
-    const slot = this.#find(key, hashKey(key, this.#seed));
+    return this.getAt(key, hashKey(key, this.#seed));
+  }
+
+  /** {@link get} for a key whose {@link hashOf} is `hash`. */
+  getAt(key: string, hash: number): V | undefined {
+    const slot = this.#find(key, hash);
     return slot === -1 ? undefined : this.#values[slot];
   }
 
   /** Sets the value for `key`, replacing one it had. */
   set(key: string, value: V): void {
-    const hash = hashKey(key, this.#seed);
+    this.setAt(key, hashKey(key, this.#seed), value);
+  }
+
+  /** {@link set} for a key whose {@link hashOf} is `hash`. */
+  setAt(key: string, hash: number, value: V): void {
     const found = this.#find(key, hash);
     if (found !== -1) {
       this.#values[found] = value;
@@ -119,7 +136,12 @@ export class KeyedSlots<V> {
 
   /** Removes `key`; returns whether it was there. */
   delete(key: string): boolean {
-    const slot = this.#find(key, hashKey(key, this.#seed));
+    return this.deleteAt(key, hashKey(key, this.#seed));
+  }
+
+  /** {@link delete} for a key whose {@link hashOf} is `hash`. */
+  deleteAt(key: string, hash: number): boolean {
+    const slot = this.#find(key, hash);
     if (slot === -1) return false;
     const keys = this.#keys;
     const values = this.#values;

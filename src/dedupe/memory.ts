@@ -77,6 +77,9 @@ class Running {
   reply: StoredReply | undefined;
   constructor(
     readonly id: string,
+    /** The id's hash in the table of running calls, and in the log (hashed once each, at the claim). */
+    readonly runningHash: number,
+    readonly logHash: number,
     readonly fingerprint: string,
     /** The latest deadline of its callers (the owner's, or a later one's that joined it). */
     public deadline: number,
@@ -136,15 +139,23 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
 
   const finish = (entry: Running, reply: StoredReply, keep: boolean) => {
     const id = entry.id;
-    if (running.get(id) !== entry) return; // finished already
-    running.delete(id);
+    if (running.getAt(id, entry.runningHash) !== entry) return; // finished already
+    running.deleteAt(id, entry.runningHash);
     reserved -= entry.reserved;
     if (keep) {
       const t = now();
       const protectUntil = protection(entry.deadline, t);
       const expiresAt = Math.max(protectUntil, t + ttlMs);
       // The bytes it took, not its size: a reply too large to keep is kept as a small record.
-      const stored = log.append(id, entry.fingerprint, reply, protectUntil, expiresAt, t);
+      const stored = log.append(
+        id,
+        entry.fingerprint,
+        reply,
+        protectUntil,
+        expiresAt,
+        t,
+        entry.logHash,
+      );
       average += (stored - average) / 16;
     }
     entry.reply = reply;
@@ -183,7 +194,8 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
     },
     maxBytes,
     claim(id, fingerprint, deadline): Claim {
-      const r = running.get(id);
+      const runningHash = running.hashOf(id);
+      const r = running.getAt(id, runningHash);
       if (r !== undefined) {
         if (r.fingerprint !== fingerprint) return CONFLICT;
         // Kept for the latest deadline of everyone waiting for it, not just the first caller's.
@@ -192,7 +204,8 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
       }
       const t = now();
       log.dropExpired(t);
-      const at = log.find(id, t);
+      const logHash = log.hashOf(id);
+      const at = log.find(id, t, logHash);
       if (at !== -1) {
         if (!log.fingerprintIs(at, fingerprint)) return CONFLICT;
         // Read first: renewing moves the record, and may free the memory it was in.
@@ -213,8 +226,16 @@ export function memoryDedupe(options: MemoryDedupeOptions = {}): MemoryDedupeSto
         return { status: "full", retryAfterMs: log.nextEvictable(t) - t };
       }
       reserved += share;
-      const entry = new Running(id, fingerprint, deadline ?? t, share, finish);
-      running.set(id, entry);
+      const entry = new Running(
+        id,
+        runningHash,
+        logHash,
+        fingerprint,
+        deadline ?? t,
+        share,
+        finish,
+      );
+      running.setAt(id, runningHash, entry);
       return entry;
     },
   };

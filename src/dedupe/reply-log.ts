@@ -125,10 +125,17 @@ export class ReplyLog {
     return this.#index.growthFor(more);
   }
 
-  /** The reply stored for `id` and not expired at `now`, or -1. */
-  find(id: string, now: number): Location {
+  /**
+   * The hash this log files `id` under. A caller that both looks an id up and stores it passes it to
+   * {@link find} and {@link append}, so that the id is hashed once.
+   */
+  hashOf(id: string): number {
+    return hashId(id, this.#seed);
+  }
+
+  /** The reply stored for `id` (whose {@link hashOf} is `hash`) and not expired at `now`, or -1. */
+  find(id: string, now: number, hash = this.hashOf(id)): Location {
     const index = this.#index;
-    const hash = hashId(id, this.#seed);
     for (
       let i = index.next(index.start(hash), hash);
       i !== -1;
@@ -148,7 +155,8 @@ export class ReplyLog {
   fingerprintIs(at: Location, fp: string): boolean {
     const [seg, off] = this.#at(at);
     const v = seg.view;
-    return v.getInt32(off + 40, true) === hashId(fp) && v.getInt32(off + 44, true) === hashAlt(fp);
+    hashFingerprint(fp);
+    return v.getInt32(off + 40, true) === FP[0] && v.getInt32(off + 44, true) === FP[1];
   }
 
   /** A copy of the reply at `at`, or `undefined` when it was dropped to stay within the budget. */
@@ -201,15 +209,16 @@ export class ReplyLog {
     const reply = this.reply(at);
     const slot = this.#index.find(v.getInt32(off + 4, true), seg.id, off);
     if (slot !== -1) this.#unindex(slot, seg, off);
-    if (reply === undefined) this.#appendDropped(id, fp, protectUntil, expires, now);
-    else this.append(id, fp, reply, protectUntil, expires, now);
+    const hash = v.getInt32(off + 4, true);
+    if (reply === undefined) this.#appendDropped(id, fp, protectUntil, expires, now, hash);
+    else this.append(id, fp, reply, protectUntil, expires, now, hash);
   }
 
   /**
    * Stores `reply` for `id`. Always succeeds: a call inside its caller's deadline must be remembered,
    * so when nothing can be evicted or compacted the log goes over `maxBytes` (the caller's admission
    * keeps that rare). A reply larger than a sixteenth of the budget is stored as dropped. Returns the
-   * bytes the record takes.
+   * bytes the record takes. `hash`: the id's {@link hashOf}.
    */
   append(
     id: string,
@@ -218,19 +227,22 @@ export class ReplyLog {
     protectUntil: number,
     expiresAt: number,
     now: number,
+    hash = this.hashOf(id),
   ): number {
     const hdr =
       reply.headers === undefined ? undefined : encoder.encode(JSON.stringify(reply.headers));
-    const size = align8(HEADER + idBytes(id) + (hdr?.length ?? 0) + reply.data.length);
+    const latin1 = isLatin1(id);
+    const idLen = latin1 ? id.length : 2 * id.length;
+    const size = align8(HEADER + idLen + (hdr?.length ?? 0) + reply.data.length);
     if (size > this.maxBytes / 16) {
       this.droppedReplies++;
-      return this.#appendDropped(id, fp, protectUntil, expiresAt, now);
+      return this.#appendDropped(id, fp, protectUntil, expiresAt, now, hash);
     }
     const key = bucketKey(protectUntil, now);
     let seg = this.#bucket(key).open;
     if (seg === undefined || seg.u8.length - seg.used < size)
       seg = this.#newSegment(key, size, now);
-    this.#write(seg, id, fp, hdr, reply.data, protectUntil, expiresAt);
+    this.#write(seg, id, hash, latin1, fp, hdr, reply.data, protectUntil, expiresAt);
     return size;
   }
 
@@ -241,21 +253,28 @@ export class ReplyLog {
     protectUntil: number,
     expiresAt: number,
     now: number,
+    hash: number,
   ): number {
-    const size = align8(HEADER + idBytes(id));
+    const latin1 = isLatin1(id);
+    const size = align8(HEADER + (latin1 ? id.length : 2 * id.length));
     const key = bucketKey(protectUntil, now);
     const open = this.#bucket(key).dropped;
     if (open === undefined || open.u8.length - open.used < size) this.makeRoom(size, now);
     // Looked up again: making room may have freed the bucket.
     const seg = this.#droppedSegment(this.#bucket(key), size, this.maxBytes - this.used);
-    this.#write(seg, id, fp, undefined, undefined, protectUntil, expiresAt);
+    this.#write(seg, id, hash, latin1, fp, undefined, undefined, protectUntil, expiresAt);
     return size;
   }
 
-  /** Writes one record at the end of `seg` and indexes it. `data` undefined: a dropped reply. */
+  /**
+   * Writes one record at the end of `seg` and indexes it. `data` undefined: a dropped reply. `hash`:
+   * the id's {@link hashOf}; `latin1`: whether its characters fit in a byte each.
+   */
   #write(
     seg: Segment,
     id: string,
+    hash: number,
+    latin1: boolean,
     fp: string,
     hdr: Uint8Array | undefined,
     data: Uint8Array | undefined,
@@ -264,8 +283,6 @@ export class ReplyLog {
   ): void {
     const off = seg.used;
     const v = seg.view;
-    const hash = hashId(id, this.#seed);
-    const latin1 = isLatin1(id);
     const hdrLen = hdr?.length ?? 0;
     const idLen = latin1 ? id.length : 2 * id.length;
     const size = align8(HEADER + idLen + hdrLen + (data?.length ?? 0));
@@ -276,8 +293,9 @@ export class ReplyLog {
     v.setUint32(off + 24, latin1 ? (id.length | LATIN1) >>> 0 : id.length, true);
     v.setUint32(off + 28, hdrLen, true);
     v.setUint32(off + 32, data === undefined ? DROPPED : data.length, true);
-    v.setInt32(off + 40, hashId(fp), true);
-    v.setInt32(off + 44, hashAlt(fp), true);
+    hashFingerprint(fp);
+    v.setInt32(off + 40, FP[0] as number, true);
+    v.setInt32(off + 44, FP[1] as number, true);
     let b = off + HEADER;
     if (latin1) {
       const u8 = seg.u8;
@@ -543,25 +561,30 @@ function bucketKey(protectUntil: number, now: number): number {
   return Math.ceil(protectUntil / step) * step;
 }
 
-/** A second, independent hash of a string, for fingerprints (64 bits with {@link hashId}). */
-function hashAlt(s: string): number {
-  let h = 0x5bd1e995 | 0;
+/** The 64-bit hash of the last fingerprint {@link hashFingerprint} hashed, as two int32s. */
+const FP = new Int32Array(2);
+
+/**
+ * Hashes the fingerprint `s` into {@link FP}: FNV-1a ({@link hashId} unseeded) and a second,
+ * independent hash, in one pass over the string.
+ */
+function hashFingerprint(s: string): void {
+  let a = 0x811c9dc5 | 0;
+  let b = 0x5bd1e995 | 0;
   for (let i = 0; i < s.length; i++) {
-    h = Math.imul(h ^ s.charCodeAt(i), 0x2c1b3c6d);
-    h ^= h >>> 15;
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x2c1b3c6d);
+    b ^= b >>> 15;
   }
-  return h;
+  FP[0] = a;
+  FP[1] = b;
 }
 
 /** Whether every character of `s` fits in one byte. */
 function isLatin1(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
   return true;
-}
-
-/** The bytes `id` takes in a record. */
-function idBytes(id: string): number {
-  return isLatin1(id) ? id.length : 2 * id.length;
 }
 
 function align8(n: number): number {
