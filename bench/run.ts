@@ -48,7 +48,6 @@ const IMPLS = [
   { name: "nats-request-noasynctraces", label: "nats.js nc.request(), noAsyncTraces: true" },
   { name: "ricochet", label: "ricochet default (zod both sides + memoryDedupe)" },
   { name: "ricochet-nodedupe", label: "ricochet, dedupe: false" },
-  { name: "ricochet-incoming", label: "ricochet, validateOutgoing: false (both sides)" },
   { name: "ricochet-kv", label: "ricochet, kvDedupe (JetStream KV)" },
   { name: "ricochet-durable", label: "ricochet durable calls (JetStream work queue)" },
   { name: "services", label: "@nats-io/services + nc.request()" },

@@ -92,18 +92,6 @@ export interface ClientOptions<C extends AnyContract = AnyContract> {
    * @default "compact"
    */
   wire?: "compact" | "headers";
-  /**
-   * Whether the client checks each request against the method's request schema before sending it.
-   * With `false` it sends the request as given, unchecked: the responder still checks every request
-   * it gets, so an invalid one fails all the same, with `INVALID_REQUEST` from the responder after a
-   * round trip instead of before anything is sent, and the schema's defaults and transforms are
-   * applied by the responder only. Keys the schema does not declare are sent too (zod would have
-   * dropped them; the responder still does). Replies are checked either way. It saves one of a
-   * call's four zod parses: worth it for large requests built by code that TypeScript already
-   * checks (docs/performance.md, "Checking what a side sends").
-   * @default true
-   */
-  validateOutgoing?: boolean;
 }
 
 /** Options for one call. */
@@ -200,7 +188,6 @@ export function createClient<C extends AnyContract>(
   const retry = resolveRetry(options.retry);
   const use = [...(options.use ?? [])];
   const wire = options.wire ?? "compact";
-  const validateOutgoing = options.validateOutgoing ?? true;
   if (wire !== "compact" && wire !== "headers")
     throw new TypeError(`createClient(): wire must be "compact" or "headers", got ${String(wire)}`);
   const queue = options.durable?.queue;
@@ -376,7 +363,6 @@ export function createClient<C extends AnyContract>(
         env,
       ).start();
     };
-    if (!validateOutgoing) return send(input);
     // Most schemas validate synchronously; only async refinements pay for a promise here.
     const checked = validate(m.request, input);
     return checked instanceof Promise

@@ -51,8 +51,7 @@ export function errorReply(err: RpcError, keep = false, retryable = false): Exec
 }
 
 /**
- * Runs `handler` and turns its outcome into a reply: its value (checked against the response schema
- * unless `checkResponse` is false),
+ * Runs `handler` and turns its outcome into a reply: its value (checked against the response schema),
  * a contract error (details checked), or a generic `INTERNAL` / `TIMEOUT` that hides the cause. Never
  * throws.
  */
@@ -63,11 +62,8 @@ export function execute(
   ctx: LazyContext,
   log: Logger,
   use: readonly ResponderMiddleware[] = [],
-  checkResponse = true,
 ): Promise<Execution> {
-  if (use.length > 0)
-    return executeComposed(handler, request, method, ctx, log, use, checkResponse);
-  const returned = checkResponse ? handlerReturned : handlerReturnedUnchecked;
+  if (use.length > 0) return executeComposed(handler, request, method, ctx, log, use);
   // Without middleware, the handler's own promise carries the call: no async layers of ours.
   let result: unknown;
   try {
@@ -77,12 +73,12 @@ export function execute(
   }
   if (result instanceof Promise) {
     return result.then(
-      (value) => returned(value, method, ctx, log),
+      (value) => handlerReturned(value, method, ctx, log),
       (err: unknown) => handlerFailed(err, method, ctx, log),
     );
   }
   try {
-    return Promise.resolve(returned(result, method, ctx, log));
+    return Promise.resolve(handlerReturned(result, method, ctx, log));
   } catch (err) {
     return Promise.reject(err);
   }
@@ -99,17 +95,6 @@ function handlerReturned(
   return pending instanceof Promise
     ? pending.then((out) => checkedResponse(out, method, ctx, log))
     : checkedResponse(pending, method, ctx, log);
-}
-
-/** The handler returned `result`, sent unchecked (`validateOutgoing: false`): encodes it. */
-function handlerReturnedUnchecked(
-  result: unknown,
-  _method: AnyMethod,
-  ctx: LazyContext,
-  log: Logger,
-): Execution {
-  ctx.dispose();
-  return encodedValue(result, ctx, log);
 }
 
 function checkedResponse(
@@ -195,7 +180,6 @@ async function executeComposed(
   ctx: LazyContext,
   log: Logger,
   use: readonly ResponderMiddleware[],
-  checkResponse: boolean,
 ): Promise<Execution> {
   // Errors already turned into what the caller will get, so middleware (metrics, tracing) sees the
   // same outcome as the caller, and nothing is mapped or logged twice.
@@ -216,7 +200,6 @@ async function executeComposed(
       throw settled(await toReplyError(err, method, ctx, log));
     }
     returned = true;
-    if (!checkResponse) return result;
     const pending = validate(method.response, result);
     const out = pending instanceof Promise ? await pending : pending;
     if (!out.ok) {

@@ -57,8 +57,6 @@ export interface HandleEnv {
   readonly dedupe: DedupeStore | undefined;
   /** Aborted when the responder's shutdown gives up waiting: every running handler's signal aborts. */
   readonly stopping?: AbortSignal | undefined;
-  /** Whether handlers' values are checked against the response schema before they are sent. */
-  readonly validateOutgoing: boolean;
   readonly onDuplicate?:
     | ((info: { service: string; method: string; id: string; outcome: DedupeOutcome }) => void)
     | undefined;
@@ -69,7 +67,7 @@ export interface HandleEnv {
  * throws (or rejects) for anything the caller sent.
  */
 export function callHandler(env: HandleEnv): (call: IncomingCall) => Answer | Promise<Answer> {
-  const { contract, handlers, use, log, defaultTimeoutMs, dedupe, validateOutgoing } = env;
+  const { contract, handlers, use, log, defaultTimeoutMs, dedupe } = env;
   const service = contract.service;
   const onDuplicate = env.onDuplicate;
   const lastWarning = { refused: 0, dropped: 0 };
@@ -129,7 +127,7 @@ export function callHandler(env: HandleEnv): (call: IncomingCall) => Answer | Pr
     const request = checked.value;
     const run = () => {
       const ctx = new LazyContext(id, attempt, deadline, service, name, msg, log, env.stopping);
-      return execute(handler, request, method, ctx, log, use, validateOutgoing);
+      return execute(handler, request, method, ctx, log, use);
     };
     // Without a store, for a caller that sent no id (nothing to deduplicate on), or for a method its
     // contract says is safe to run twice, just run.

@@ -112,19 +112,6 @@ export interface ResponderOptions {
    * @default undefined — core calls only
    */
   durable?: DurableQueue;
-  /**
-   * Whether the responder checks each handler's value against the method's response schema before
-   * sending it. With `false` it sends the value as the handler returned it, unchecked: the client still
-   * checks every reply it gets, so a wrong one fails all the same, with `INVALID_RESPONSE` at the
-   * client instead of `INTERNAL` from here, and the schema's defaults and transforms are applied by
-   * the client only. Keys the schema does not declare go out too, where zod would have dropped
-   * them: a handler that returns a database row with internal fields sends those fields to every
-   * caller, so return only what the contract declares. Requests are checked either way. It saves one
-   * of a call's four zod parses: worth it for large responses built by code that TypeScript already
-   * checks (docs/performance.md, "Checking what a side sends").
-   * @default true
-   */
-  validateOutgoing?: boolean;
 }
 
 /** A running (or stopped) responder. */
@@ -241,7 +228,6 @@ export function createResponder<C extends AnyContract>(
     dedupe,
     onDuplicate: options.onDuplicate,
     stopping: shutdown.signal,
-    validateOutgoing: options.validateOutgoing ?? true,
   });
 
   /** Handles one admitted job, then answers it: a reply, or a settlement on the durable queue. */

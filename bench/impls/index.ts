@@ -5,7 +5,6 @@
 import { createWithZod, create as handwritten } from "./handwritten.js";
 import { createNoAsyncTraces, create as natsRequest } from "./nats-request.js";
 import {
-  createCheckingIncoming,
   createDurable,
   createWithKvDedupe,
   createWithoutDedupe,
@@ -20,7 +19,6 @@ export const factories: Record<string, () => Promise<ImplFactory>> = {
   "handwritten-zod": async () => createWithZod,
   ricochet: async () => ricochet,
   "ricochet-nodedupe": async () => createWithoutDedupe,
-  "ricochet-incoming": async () => createCheckingIncoming,
   "ricochet-kv": async () => createWithKvDedupe,
   "ricochet-durable": async () => createDurable,
   services: async () => (await import("./services.js")).create,

@@ -32,8 +32,7 @@ export const contractFor = (payload: PayloadSet) =>
 
 type DedupeChoice = "default" | "none" | "kv" | "durable";
 
-/** `validateOutgoing: false`: each side checks only what it receives (two zod parses a call, not four). */
-function factory(choice: DedupeChoice, validateOutgoing = true): ImplFactory {
+function factory(choice: DedupeChoice): ImplFactory {
   return async (servers, payload) => {
     const contract = contractFor(payload);
     const [server, client] = await Promise.all([connect({ servers }), connect({ servers })]);
@@ -78,13 +77,11 @@ function factory(choice: DedupeChoice, validateOutgoing = true): ImplFactory {
         // Left out, the default applies: memoryDedupe() with its default bounds.
         ...(dedupe === undefined ? {} : { dedupe }),
         ...(queue === undefined ? {} : { durable: queue }),
-        validateOutgoing,
       },
     );
     await responder.start();
     const rpc = createClient(contract, {
       transport: natsTransport(client),
-      validateOutgoing,
       // Core calls on the default deadline (5 s), which memoryDedupe's retention follows; durable
       // calls may wait behind a long stream.
       ...(queue === undefined ? {} : { timeoutMs: 60_000 }),
@@ -109,8 +106,6 @@ function factory(choice: DedupeChoice, validateOutgoing = true): ImplFactory {
 export const create = factory("default");
 /** ricochet with `dedupe: false`: validation only. */
 export const createWithoutDedupe = factory("none");
-/** ricochet with memoryDedupe() and `validateOutgoing: false` on both sides: each checks what it receives. */
-export const createCheckingIncoming = factory("default", false);
 /** ricochet with `kvDedupe` on a JetStream KV bucket: a KV create and update per call. */
 export const createWithKvDedupe = factory("kv");
 /** ricochet durable calls: stored on a JetStream work queue, pulled by the responder, memoryDedupe. */
