@@ -4,7 +4,8 @@
  * first while the store grows to its steady size, then at that size. No network, no other work: what
  * the store itself costs a call.
  *
- *   npx tsx --tsconfig bench/tsconfig.json bench/store.ts [calls per phase, 400000]
+ *   npx tsx --tsconfig bench/tsconfig.json bench/store.ts [calls per phase 400000] [request bytes 199]
+ *     [reply bytes 54]   (the large payload set: 2014 1256)
  */
 import { nanoid } from "nanoid";
 import { memoryDedupe } from "../src/dedupe/memory.js";
@@ -14,12 +15,8 @@ import { encodeCallToken, parseCallToken } from "../src/protocol.js";
 const calls = Number(process.argv[2] ?? 400_000);
 let now = 1_000_000;
 const store = memoryDedupe({ now: () => now });
-const request = Buffer.from(
-  JSON.stringify({ orderId: "ord-2026-000123456", note: "x".repeat(150) }),
-);
-const reply = {
-  data: Buffer.from(JSON.stringify({ orderId: "ord-2026-000123456", sum: 1, count: 20 })),
-};
+const request = Buffer.alloc(Number(process.argv[3] ?? 199), "x");
+const reply = { data: Buffer.alloc(Number(process.argv[4] ?? 54), "y") };
 
 /** Call ids as a responder gets them: read from the call token of a reply subject. */
 function ids(n: number): string[] {
@@ -41,9 +38,12 @@ function phase(label: string): void {
     claim.finish(reply, true);
   }
   const ns = Number(process.hrtime.bigint() - t0) / calls;
-  console.log(`${label}: ${(ns / 1000).toFixed(2)} µs a call; ${store.size} calls held`);
+  console.log(
+    `${label}: ${(ns / 1000).toFixed(2)} µs a call; ${store.size} calls held in ${(store.bytes / 2 ** 20).toFixed(0)} MiB`,
+  );
 }
 
+console.log(`request ${request.length} B, reply ${reply.data.length} B`);
 phase("growing (the first 10 s of calls)");
 phase("steady");
 phase("steady");
