@@ -14,6 +14,7 @@ import type {
   AnyContract,
   AnyMethod,
   CallError,
+  ErrorSchemas,
   InferRequest,
   InferResponse,
   MethodName,
@@ -398,6 +399,7 @@ export function createClient<C extends AnyContract>(
     // Compiled now, not on the first call (see compiled()).
     compiled(m.request);
     compiled(m.response);
+    for (const details of Object.values(m.errors as ErrorSchemas)) compiled(details);
     /** `picked`: the id, when the caller picked it already (picking one from a parent counts a call). */
     const direct = (input: unknown, opts?: CallOptions, picked?: string) => {
       try {

@@ -11,7 +11,7 @@ import { type Logger, pino } from "pino";
 import type { input, output } from "zod/v4/core";
 import { Admission } from "./admission.js";
 import type { CallContext } from "./context.js";
-import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
+import type { AnyContract, AnyMethod, ErrorSchemas, MethodName } from "./contract.js";
 import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
@@ -177,6 +177,7 @@ export function createResponder<C extends AnyContract>(
     // Compiled now, not on the first call (see compiled()).
     compiled(m.request);
     compiled(m.response);
+    for (const details of Object.values(m.errors as ErrorSchemas)) compiled(details);
   }
   const queue = options.queue ?? contract.service;
   const concurrency = positiveInt(options.concurrency ?? 64, "concurrency");

@@ -20,9 +20,10 @@
  */
 
 /**
- * Slots a collection keeps however empty it gets. A responder's running calls, for one, go from none
+ * Slots below which a collection does not shrink. A responder's running calls, for one, go from none
  * to a batch's worth and back with every read from the socket; a collection that shrank each time
- * the batch drained would grow again with the next, allocating its arrays anew each time.
+ * the batch drained would grow again with the next, allocating its arrays anew each time. (A burst
+ * past this many still gives its memory back when it drains.)
  */
 const KEEP = 1024;
 

@@ -31,23 +31,40 @@ function toIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string; 
 /** Each schema ricochet has validated with, and the compiled twin it validates with. */
 const twins = new WeakMap<$ZodType, $ZodType>();
 
+/** The zod release whose `z.compile` ricochet was checked with; older ones validate uncompiled. */
+const COMPILE_SINCE = { major: 4, minor: 6 };
+
 /**
- * The schema to validate with in place of `schema`: zod's compiled twin of it (`z.compile`, zod 4.5
- * and later), which gives the same results and the same issues several times faster, with far less
- * garbage (on the bench's 200-byte order, 0.06 µs a parse instead of 0.88 µs). zod returns the schema
- * itself when it cannot compile it (async refinements, recursion, or no `new Function` allowed), and
- * with an older zod there is nothing to compile with: the schema itself is used then. Compiled once
- * per schema, on first use; `createClient` and `createResponder` compile their contract's schemas up
- * front, so no call pays for it.
+ * The schema to validate with in place of `schema`: zod's compiled twin of it (`z.compile`), which
+ * gives the same results and the same issues several times faster, with far less garbage (on the
+ * bench's 200-byte order, 0.06 µs a parse instead of 0.88 µs). On a value that fails, the twin hands
+ * over to the schema's own parser to describe what is wrong, so a refinement or transform may run twice
+ * on it (never on a value that passes). The schema itself is used when zod cannot compile it (async
+ * refinements, recursion, no `new Function`), when the application set `z.config({ jitless: true })`,
+ * and with a zod older than 4.6. Compiled once per schema, on first use; `createClient` and
+ * `createResponder` compile their contract's schemas up front, so no call pays for it.
  */
 export function compiled(schema: $ZodType): $ZodType {
   let twin = twins.get(schema);
   if (twin === undefined) {
-    const compile = (core as { compile?: (schema: $ZodType) => $ZodType }).compile;
-    twin = typeof compile === "function" ? compile(schema) : schema;
+    twin = canCompile() ? (core as unknown as { compile: Compile }).compile(schema) : schema;
     twins.set(schema, twin);
   }
   return twin;
+}
+
+type Compile = (schema: $ZodType) => $ZodType;
+
+/** Whether this zod has a `compile` ricochet was checked with, and the application allows it. */
+function canCompile(): boolean {
+  const { compile } = core as { compile?: unknown };
+  const version = (core as { version?: { major: number; minor: number } }).version;
+  if (typeof compile !== "function" || version === undefined) return false;
+  if (core.globalConfig.jitless === true) return false;
+  return (
+    version.major > COMPILE_SINCE.major ||
+    (version.major === COMPILE_SINCE.major && version.minor >= COMPILE_SINCE.minor)
+  );
 }
 
 /**

@@ -236,7 +236,7 @@ export class ReplyLog {
     const size = align8(HEADER + idLen + (hdr?.length ?? 0) + reply.data.length);
     if (size > this.maxBytes / 16) {
       this.droppedReplies++;
-      return this.#appendDropped(id, fp, protectUntil, expiresAt, now, hash);
+      return this.#appendDropped(id, fp, protectUntil, expiresAt, now, hash, latin1);
     }
     const key = bucketKey(protectUntil, now);
     let seg = this.#bucket(key).open;
@@ -254,8 +254,8 @@ export class ReplyLog {
     expiresAt: number,
     now: number,
     hash: number,
+    latin1 = isLatin1(id),
   ): number {
-    const latin1 = isLatin1(id);
     const size = align8(HEADER + (latin1 ? id.length : 2 * id.length));
     const key = bucketKey(protectUntil, now);
     const open = this.#bucket(key).dropped;

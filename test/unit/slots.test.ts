@@ -120,7 +120,7 @@ describe("SlotSet", () => {
 
   it("starts again small after a burst drains, and a handle from before it removes nothing after", () => {
     const set = new SlotSet<{ n: number }>();
-    // Past the 1,024 slots a set keeps however empty it gets.
+    // Past the 1,024 slots below which a set does not shrink.
     const burst = Array.from({ length: 2000 }, (_, n) => ({ n }));
     const handles = burst.map((item) => set.add(item));
     expect(new Set(handles).size).toBe(2000);

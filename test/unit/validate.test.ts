@@ -1,7 +1,8 @@
 /**
  * Validation goes through zod's compiled twin of each schema (`z.compile`): the same outcome as the
- * schema itself, for values that pass and for values that fail (same data, same issues), and the
- * schema itself wherever zod cannot compile it.
+ * schema itself, for values that pass and for values that fail (same data, same issues), callbacks run
+ * once for a value that passes, and the schema itself wherever zod cannot compile it or the
+ * application turned code generation off.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -31,6 +32,9 @@ const schemas = {
     z.object({ kind: z.literal("square"), side: z.number().positive() }),
   ]),
   nullable: z.object({ at: z.string().nullable(), n: z.number().finite() }).strict(),
+  callbacks: z
+    .object({ at: z.string().transform((v) => v.length), n: z.number() })
+    .refine((v) => v.n >= 0, { message: "n must not be negative", path: ["n"] }),
 };
 
 /** Values near those schemas: right, wrong and odd in every field, extra keys, prototype keys. */
@@ -132,6 +136,9 @@ const near: Record<keyof typeof schemas, fc.Arbitrary<unknown>> = {
       n: odd(fc.oneof(fc.double(), fc.integer())),
     }),
   ),
+  callbacks: withExtra(
+    fc.record({ at: odd(fc.string({ maxLength: 4 })), n: odd(fc.integer({ min: -2, max: 50 })) }),
+  ),
 };
 
 describe("validate", () => {
@@ -139,6 +146,50 @@ describe("validate", () => {
     const twin = compiled(schemas.order);
     expect(twin).not.toBe(schemas.order); // zod 4.5+ compiles it
     expect(compiled(schemas.order)).toBe(twin);
+  });
+
+  it("parses through the twin", () => {
+    const schema = z.object({ a: z.string() });
+    const twin = compiled(schema) as unknown as { _zod: { run: (...args: unknown[]) => unknown } };
+    const run = twin._zod.run;
+    let runs = 0;
+    twin._zod.run = (...args) => {
+      runs++;
+      return run(...args);
+    };
+    expect(validate(schema, { a: "x" })).toEqual({ ok: true, value: { a: "x" } });
+    expect(runs).toBe(1);
+  });
+
+  it("runs a transform and a refinement once for a value that passes, as the schema itself does", () => {
+    let transforms = 0;
+    let refines = 0;
+    const schema = z
+      .object({
+        at: z.string().transform((v) => {
+          transforms++;
+          return v.length;
+        }),
+      })
+      .refine(() => {
+        refines++;
+        return true;
+      });
+    expect(compiled(schema)).not.toBe(schema);
+    expect(validate(schema, { at: "abc" })).toEqual({ ok: true, value: { at: 3 } });
+    expect([transforms, refines]).toEqual([1, 1]);
+  });
+
+  it("uses the schema itself when the application turned zod's code generation off (jitless)", () => {
+    const before = core.globalConfig.jitless;
+    z.config({ jitless: true });
+    try {
+      const schema = z.object({ a: z.string() });
+      expect(compiled(schema)).toBe(schema);
+      expect(validate(schema, { a: "x" })).toEqual({ ok: true, value: { a: "x" } });
+    } finally {
+      z.config({ jitless: before ?? false });
+    }
   });
 
   it("uses the schema itself where zod cannot compile it (an async refinement), and still validates", async () => {
