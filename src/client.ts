@@ -14,7 +14,6 @@ import type {
   AnyContract,
   AnyMethod,
   CallError,
-  ErrorSchemas,
   InferRequest,
   InferResponse,
   MethodName,
@@ -42,7 +41,7 @@ import { KeyedSlots } from "./slots.js";
 import { isValidHeader } from "./transport/headers.js";
 import { type DurableQueue, HEADER_REPLY } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
-import { compiled, describeIssues, type Validation, validate } from "./validate.js";
+import { compileMethod, describeIssues, type Validation, validate } from "./validate.js";
 
 /** Durable calls: which queue stores their commands, and which methods are durable by default. */
 export interface DurableClientOptions<C extends AnyContract = AnyContract> {
@@ -397,9 +396,7 @@ export function createClient<C extends AnyContract>(
       );
     const subject = methodSubject(contract.service, name);
     // Compiled now, not on the first call (see compiled()).
-    compiled(m.request);
-    compiled(m.response);
-    for (const details of Object.values(m.errors as ErrorSchemas)) compiled(details);
+    compileMethod(m);
     /** `picked`: the id, when the caller picked it already (picking one from a parent counts a call). */
     const direct = (input: unknown, opts?: CallOptions, picked?: string) => {
       try {

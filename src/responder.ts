@@ -11,7 +11,7 @@ import { type Logger, pino } from "pino";
 import type { input, output } from "zod/v4/core";
 import { Admission } from "./admission.js";
 import type { CallContext } from "./context.js";
-import type { AnyContract, AnyMethod, ErrorSchemas, MethodName } from "./contract.js";
+import type { AnyContract, AnyMethod, MethodName } from "./contract.js";
 import { memoryDedupe } from "./dedupe/memory.js";
 import type { DedupeStore, StoredReply } from "./dedupe/types.js";
 import { EndpointStats, endpointsOf, serveDiscovery } from "./discovery.js";
@@ -27,7 +27,7 @@ import { SlotSet } from "./slots.js";
 import { PayloadTooLargeError } from "./transport/errors.js";
 import type { DurableQueue, QueueConsumer, QueuedCommand } from "./transport/queue.js";
 import type { Transport, TransportMessage, TransportSubscription } from "./transport/types.js";
-import { compiled } from "./validate.js";
+import { compileMethod } from "./validate.js";
 
 /** The handler of one method: gets the parsed request, returns the response (or a promise of it). */
 export type Handler<M extends AnyMethod> = (
@@ -175,9 +175,7 @@ export function createResponder<C extends AnyContract>(
       );
     }
     // Compiled now, not on the first call (see compiled()).
-    compiled(m.request);
-    compiled(m.response);
-    for (const details of Object.values(m.errors as ErrorSchemas)) compiled(details);
+    compileMethod(m);
   }
   const queue = options.queue ?? contract.service;
   const concurrency = positiveInt(options.concurrency ?? 64, "concurrency");

@@ -3,7 +3,6 @@
  *
  * @module
  */
-
 import type { $ZodType } from "zod/v4/core";
 import * as core from "zod/v4/core";
 
@@ -47,47 +46,59 @@ const COMPILE_SINCE = { major: 4, minor: 6 };
 export function compiled(schema: $ZodType): $ZodType {
   let twin = twins.get(schema);
   if (twin === undefined) {
-    twin = canCompile() ? (core as unknown as { compile: Compile }).compile(schema) : schema;
+    const compile = compiler();
+    twin = compile === undefined ? schema : compile(schema);
     twins.set(schema, twin);
   }
   return twin;
 }
 
-type Compile = (schema: $ZodType) => $ZodType;
-
-/** Whether this zod has a `compile` ricochet was checked with, and the application allows it. */
-function canCompile(): boolean {
-  const { compile } = core as { compile?: unknown };
-  const version = (core as { version?: { major: number; minor: number } }).version;
-  if (typeof compile !== "function" || version === undefined) return false;
-  if (core.globalConfig.jitless === true) return false;
-  return (
-    version.major > COMPILE_SINCE.major ||
-    (version.major === COMPILE_SINCE.major && version.minor >= COMPILE_SINCE.minor)
-  );
+/** Compiles, now, every schema of a method: its request, its response, and its errors' details. */
+export function compileMethod(method: {
+  request: $ZodType;
+  response: $ZodType;
+  errors: Record<string, $ZodType>;
+}): void {
+  compiled(method.request);
+  compiled(method.response);
+  for (const details of Object.values(method.errors)) compiled(details);
 }
 
 /**
- * Parses `value` with `schema` (through its {@link compiled} twin): synchronously when the schema allows it (the common case), otherwise
- * with zod's async parser (schemas with async refinements or transforms). Never throws or rejects.
+ * zod's `compile`, when this zod has one ricochet was checked with and the application allows
+ * generated code; otherwise `undefined`.
+ */
+function compiler(): ((schema: $ZodType) => $ZodType) | undefined {
+  const { compile, version } = core as {
+    compile?: (schema: $ZodType) => $ZodType;
+    version?: { major: number; minor: number };
+  };
+  if (typeof compile !== "function" || version === undefined) return undefined;
+  if (core.globalConfig.jitless === true) return undefined;
+  const checked =
+    version.major > COMPILE_SINCE.major ||
+    (version.major === COMPILE_SINCE.major && version.minor >= COMPILE_SINCE.minor);
+  return checked ? compile : undefined;
+}
+
+/**
+ * Parses `value` with `schema` (through its {@link compiled} twin): synchronously when the schema
+ * allows it (the common case), otherwise with zod's async parser (schemas with async refinements or
+ * transforms). Never throws or rejects.
  */
 export function validate(given: $ZodType, value: unknown): Validation | Promise<Validation> {
   const schema = compiled(given);
   try {
-    const r = core.safeParse(schema, value);
-    return r.success
-      ? { ok: true, value: r.data }
-      : { ok: false, issues: toIssues(r.error.issues) };
+    return outcome(core.safeParse(schema, value));
   } catch (err) {
     if (!(err instanceof core.$ZodAsyncError)) return threw(err);
-    return core
-      .safeParseAsync(schema, value)
-      .then(
-        (r) =>
-          r.success ? { ok: true, value: r.data } : { ok: false, issues: toIssues(r.error.issues) },
-        threw,
-      );
+    return core.safeParseAsync(schema, value).then(outcome, threw);
   }
+}
+
+/** A zod parse result as a {@link Validation}. */
+function outcome(r: ReturnType<typeof core.safeParse>): Validation {
+  return r.success ? { ok: true, value: r.data } : { ok: false, issues: toIssues(r.error.issues) };
 }
 
 /** A schema whose refinement or transform throws fails validation instead of escaping as a raw error. */

@@ -207,9 +207,9 @@ export class ReplyLog {
       return;
     }
     const reply = this.reply(at);
-    const slot = this.#index.find(v.getInt32(off + 4, true), seg.id, off);
-    if (slot !== -1) this.#unindex(slot, seg, off);
     const hash = v.getInt32(off + 4, true);
+    const slot = this.#index.find(hash, seg.id, off);
+    if (slot !== -1) this.#unindex(slot, seg, off);
     if (reply === undefined) this.#appendDropped(id, fp, protectUntil, expires, now, hash);
     else this.append(id, fp, reply, protectUntil, expires, now, hash);
   }
@@ -232,8 +232,7 @@ export class ReplyLog {
     const hdr =
       reply.headers === undefined ? undefined : encoder.encode(JSON.stringify(reply.headers));
     const latin1 = isLatin1(id);
-    const idLen = latin1 ? id.length : 2 * id.length;
-    const size = align8(HEADER + idLen + (hdr?.length ?? 0) + reply.data.length);
+    const size = align8(HEADER + idBytes(id, latin1) + (hdr?.length ?? 0) + reply.data.length);
     if (size > this.maxBytes / 16) {
       this.droppedReplies++;
       return this.#appendDropped(id, fp, protectUntil, expiresAt, now, hash, latin1);
@@ -256,7 +255,7 @@ export class ReplyLog {
     hash: number,
     latin1 = isLatin1(id),
   ): number {
-    const size = align8(HEADER + (latin1 ? id.length : 2 * id.length));
+    const size = align8(HEADER + idBytes(id, latin1));
     const key = bucketKey(protectUntil, now);
     const open = this.#bucket(key).dropped;
     if (open === undefined || open.u8.length - open.used < size) this.makeRoom(size, now);
@@ -284,7 +283,7 @@ export class ReplyLog {
     const off = seg.used;
     const v = seg.view;
     const hdrLen = hdr?.length ?? 0;
-    const idLen = latin1 ? id.length : 2 * id.length;
+    const idLen = idBytes(id, latin1);
     const size = align8(HEADER + idLen + hdrLen + (data?.length ?? 0));
     v.setUint32(off, size, true);
     v.setInt32(off + 4, hash, true);
@@ -585,6 +584,11 @@ function hashFingerprint(s: string): void {
 function isLatin1(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
   return true;
+}
+
+/** The bytes `id` takes in a record: one a character when it is Latin-1 (`latin1`), else two. */
+function idBytes(id: string, latin1: boolean): number {
+  return latin1 ? id.length : 2 * id.length;
 }
 
 function align8(n: number): number {
